@@ -1,0 +1,50 @@
+# speechkit: `make demo` and `make test` work on a fresh Debian/Ubuntu machine (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := .stamps/setup
+# Debian packages: audio tools, the speech synthesisers and the texts `speechkit prepare synth` builds corpora from.
+APT_PACKAGES := espeak-ng espeak-ng-data sox libsox-fmt-all ffmpeg flite festival festvox-kallpc16k \
+	festvox-kdlpc16k festvox-us-slt-hts fortunes wamerican wordnet-base
+# Extra voices and texts for the multi-language corpus (`make setup-multilang`).
+APT_MULTILANG := $(APT_PACKAGES) fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl wngerman wfrench \
+	wspanish witalian festvox-ru festvox-italp16k festvox-suopuhe-lj festvox-czech-dita festival-czech \
+	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk
+PYTEST_FAST := -m "not slow and not cuda"
+
+.PHONY: setup setup-multilang demo test test-all bench peers clean-stamps
+
+setup: $(STAMP)
+
+# The stamp depends on what decides the installation, so a second `make setup` installs nothing.
+$(STAMP): setup.cfg pyproject.toml Makefile
+	@APT_PACKAGES="$(APT_PACKAGES)" bash .ci/apt-install
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "speechkit needs Python >= 3.11, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+	@echo "setup done: $(VENV) (run 'make clean-stamps' to force a reinstall)"
+
+setup-multilang: setup
+	@APT_PACKAGES="$(APT_MULTILANG)" bash .ci/apt-install
+
+demo: setup
+	$(VENV)/bin/speechkit demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_FAST) -q
+
+test-all: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/import_time.py
+
+# Peer toolkits live in their own virtual environments under .peers/ (git-ignored), never in .venv.
+peers:
+	bash bench/peers/install_nemo.sh
+
+clean-stamps:
+	rm -rf .stamps

@@ -1,0 +1,1 @@
+"""Text: SentencePiece tokenizers (``tokenizer``) and English text normalisation (``normalize``)."""
