@@ -154,11 +154,14 @@ def load_audio(
         Waveform of shape ``(N,)`` (or ``(N, C)`` with ``mono=False``).
 
     Raises:
-        AudioError: missing, unreadable or empty file, or a sample rate that differs from
-            ``expected_sample_rate``.
+        AudioError: missing, unreadable or empty file, a negative ``offset`` or ``duration``, or a sample rate
+            that differs from ``expected_sample_rate``.
     """
     path = Path(path)
     _check_exists(path)
+    # A negative offset used to fall through to the fallback decoder and silently return the file's tail.
+    if offset < 0 or (duration is not None and duration < 0):
+        raise AudioError(f"{path}: offset and duration must be >= 0 seconds (offset={offset}, duration={duration})")
     import soundfile as sf
 
     data: np.ndarray | None = None
