@@ -82,21 +82,36 @@ class TokenizerTrainCommand:
     character_coverage: float = field(default=1.0, metadata={"help": "SentencePiece character coverage"})
     normalize: bool = field(default=True, metadata={"help": "apply the English text normaliser before training"})
     seed: int = field(default=0, metadata={"help": "random seed of the trainer"})
+    max_sentences: int = field(default=0, metadata={"help": "train on a random sample of this many texts (0 = all)"})
 
 
 @dataclass
 class TokenizerSummary:
-    """What ``speechkit tokenizer train`` made."""
+    """What ``speechkit tokenizer train`` made.
+
+    Printed as::
+
+        tokenizer: bpe, 40 pieces -> data/tok/tokenizer.model
+        trained on 120 texts (english normaliser; 0 empty after normalising, 0 lines skipped)
+        example: 'hello world'
+          pieces: ▁hello ▁world
+    """
 
     out_dir: str
     vocab_size: int
     model_type: str
     example: str
     pieces: list[str]
+    sentences: int = 0
+    normalizer: str = "english"
+    empty: int = 0
+    skipped_lines: int = 0
 
     def __str__(self) -> str:
         return (
             f"tokenizer: {self.model_type}, {self.vocab_size} pieces -> {self.out_dir}/tokenizer.model\n"
+            f"trained on {self.sentences} texts ({self.normalizer} normaliser; {self.empty} empty after "
+            f"normalising, {self.skipped_lines} lines skipped)\n"
             f"example: {self.example!r}\n  pieces: {' '.join(self.pieces)}"
         )
 
@@ -107,17 +122,20 @@ def train_tokenizer_command(opts: TokenizerTrainCommand) -> TokenizerSummary:
     from speechkit.text.tokenizer import TokenizerTrainConfig, train_tokenizer_from_manifests
 
     cfg = TokenizerTrainConfig(
-        vocab_size=opts.vocab_size, model_type=opts.model_type,
-        character_coverage=opts.character_coverage, normalize=opts.normalize, seed=opts.seed,
+        vocab_size=opts.vocab_size, model_type=opts.model_type, character_coverage=opts.character_coverage,
+        normalize=opts.normalize, seed=opts.seed, max_sentences=opts.max_sentences,
     )
     tok = train_tokenizer_from_manifests(opts.manifest, opts.out_dir, cfg)
-    example = next((e.text for e in read_manifest(opts.manifest[0], require_text=False) if e.text), "")
-    if opts.normalize:
-        from speechkit.text.normalize import normalize_english
-
-        example = normalize_english(example)
-    pieces = [tok.id_to_piece(i) for i in tok.encode(example)]
-    return TokenizerSummary(opts.out_dir, tok.vocab_size, opts.model_type, example, pieces)
+    raw = next((e.text for e in read_manifest(opts.manifest[0], require_text=False) if e.text), "")
+    example = tok.normalize(raw)
+    # With character_coverage < 1 the example may hold a character that became <unk>: show it, do not fail.
+    pieces = [tok.id_to_piece(i) for i in tok.encode(example, allow_unknown=True)]
+    meta = tok.metadata
+    return TokenizerSummary(
+        opts.out_dir, tok.vocab_size, opts.model_type, example, pieces, sentences=meta.get("sentences", 0),
+        normalizer=tok.normalizer, empty=meta.get("empty_after_normalizing", 0),
+        skipped_lines=meta.get("skipped_lines", 0),
+    )
 
 
 @dataclass
@@ -134,9 +152,15 @@ def encode_command(opts: TokenizerEncodeCommand) -> str:
 
     tok = Tokenizer.load(opts.tokenizer)
     text = " ".join(opts.text)
-    ids = tok.encode(text)
+    # Unknown characters are shown as <unk> and listed below rather than failing the command.
+    ids = tok.encode(text, allow_unknown=True)
     unknown = tok.unknown_characters(text)
-    lines = [f"pieces: {' '.join(tok.id_to_piece(i) for i in ids)}", f"ids:    {' '.join(map(str, ids))}"]
+    lines = [
+        f"text:   {tok.normalize(text)!r} ({tok.normalizer} normaliser)",
+        f"pieces: {' '.join(tok.id_to_piece(i) for i in ids)}",
+        f"ids:    {' '.join(map(str, ids))}",
+    ]
     if unknown:
-        lines.append(f"characters the tokenizer cannot represent: {' '.join(unknown)}")
+        lines.append(f"characters the tokenizer cannot represent (encoded as <unk>, id {tok.unk_id}): "
+                     f"{' '.join(map(repr, unknown))}")
     return "\n".join(lines)
