@@ -1,0 +1,32 @@
+"""Shared test setup: markers, the tiny corpus location, and skipping CUDA tests on machines without a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "manifests" / "tiny"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # torch missing or broken: then no CUDA either
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    """The bundled tiny corpus (manifests/tiny): train/dev/test manifests with 16 kHz wavs."""
+    assert (TINY / "train.json").is_file(), "manifests/tiny is missing: see manifests/tiny/README.md"
+    return TINY
