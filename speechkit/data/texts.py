@@ -50,7 +50,7 @@ FORTUNES: dict[str, tuple[str, str]] = {
     "en": ("", "fortunes"), "de": ("de", "fortunes-de"), "es": ("es", "fortunes-es"), "it": ("it", "fortunes-it"),
     "ru": ("ru", "fortunes-ru"), "pl": ("pl", "fortunes-pl"),
 }
-BIBLES: dict[str, tuple[str, str]] = {"en": ("KJV", "sword-text-kjv"), "es": ("SpaRV", "sword-text-sparv")}
+BIBLES: dict[str, tuple[str, str]] = {"en": ("engKJV2006eb", "sword-text-kjv"), "es": ("spaRV1909eb", "sword-text-sparv")}
 DEFAULT_SOURCES: dict[str, list[str]] = {"en": ["fortunes", "wordnet"]}
 
 _PUNCT_OK = set(" ,.;:!?'\"-()")
@@ -143,11 +143,14 @@ def _wordnet_phrases() -> Iterator[str]:
 def _bible_verses(module: str) -> Iterator[str]:
     out = subprocess.run(["diatheke", "-b", module, "-f", "plain", "-k", "Gen 1:1-Rev 22:21"],
                          capture_output=True, text=True, check=False)
-    verse = re.compile(r"^\s*(?:[1-3] )?[A-Z][A-Za-z ]+ \d+:\d+:\s*(.+)$")
+    # Verse lines read "<Book> <chapter>:<verse>: text"; headings ("A Psalm of David.") stand on lines of their own.
+    verse = re.compile(r"^\s*(?:I{1,3} )?[A-Z][A-Za-z ]+ \d+:\d+:\s*(.+)$")
     for line in out.stdout.splitlines():
         m = verse.match(line)
         if m:
-            yield from _SENT_SPLIT.split(_fold(m.group(1)))
+            # Capitals in these texts are typography (LORD, a verse's first word), not acronyms to spell.
+            text = " ".join(w.capitalize() if w.isupper() and len(w) > 1 else w for w in m.group(1).split())
+            yield from _SENT_SPLIT.split(_fold(text))
 
 
 def _word_sequences(path: Path, rng: random.Random, count: int, min_words: int, max_words: int) -> Iterator[str]:
