@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+# The Numba CUDA kernels run under Numba's CUDA simulator on machines without a GPU, so CI exercises their logic.
+# The switch is read when numba is first imported, so it is set here, before any test module imports numba.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "manifests" / "tiny"
