@@ -42,6 +42,7 @@ test-all: setup
 bench: setup
 	$(PY) bench/import_time.py
 	$(PY) bench/synth.py
+	$(PY) bench/losses.py
 
 # Peer toolkits live in their own virtual environments under .peers/ (git-ignored), never in .venv.
 peers:
