@@ -1,0 +1,193 @@
+"""Greedy decoding speed: RNN-T vs TDT vs multi-blank label looping, decoder time only (encoder output given).
+
+Every model type decodes the SAME encoder outputs (``--utterances`` of ``--seconds`` of audio each at 80 ms per
+encoder frame), in batches of 1 and of 16 by default, on CPU: a row's seconds are the time to decode all of them.
+Prints a table and writes ``bench/results/decoding.json``.
+
+    python bench/decoding.py [--batch 1 16] [--seconds 10] [--repeat 5] [--threads 1] [--model PATH ...]
+
+**Synthetic weights** (the default, until trained models exist): random prediction nets and joints at
+FastConformer-transducer sizes (encoder 512, prediction 640, joint 640, 1024 tokens). The blank logit bias of each
+joint is calibrated by bisection so that it emits about one token per ``--frames-per-token`` encoder frames on the
+benchmark utterances; the TDT duration biases favour 1-3 frames (mean about 2); multi-blank uses big blanks
+[2, 4, 8]. Random weights do not behave like trained ones (labels come in bursts; see ``max_symbols_frames`` in the
+results), so these numbers compare the decoders' mechanics, not real-model speed.
+
+**Trained models**: ``--model PATH`` (repeatable) loads an exported model with ``speechkit.asr.load_model`` and
+decodes with its ``prediction`` and ``joint``; ``--encoder-out FILE`` gives real encoder outputs to decode (a
+``torch.save`` dict with ``y`` ``(B, T, D)`` and ``y_lens`` ``(B,)``), otherwise random ones of the model's width.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from speechkit.decoding import GreedyOptions, greedy_transducer_decode  # noqa: E402
+from speechkit.losses.layout import JointLayout  # noqa: E402
+from speechkit.modules.transducer import Joint, PredictionNetwork  # noqa: E402
+
+FRAME_S = 0.08  # 8x subsampling of 10 ms features
+ENCODER_DIM, PRED_DIM, JOINT_DIM, VOCAB = 512, 640, 640, 1024
+SYNTHETIC = {
+    "rnnt": JointLayout.rnnt(VOCAB),
+    "tdt": JointLayout.tdt(VOCAB, (0, 1, 2, 3, 4)),
+    "multiblank": JointLayout.multiblank(VOCAB, (2, 4, 8)),
+}
+TDT_DURATION_BIAS = (-3.0, 0.0, 0.5, 0.0, -1.0)  # argmax mostly 1-3 frames
+
+
+@dataclass
+class Model:
+    name: str
+    kind: str
+    prediction: PredictionNetwork
+    joint: Joint
+    synthetic: bool
+    blank_bias: float | None = None
+
+
+def _synthetic(kind: str, calib: torch.Tensor, calib_lens: torch.Tensor, frames_per_token: float,
+               seed: int) -> Model:
+    """Random model whose blank bias is bisected so that it emits one token per ``frames_per_token`` frames of
+    ``calib`` ``(B, T, D)``."""
+    torch.manual_seed(seed)
+    layout = SYNTHETIC[kind]
+    pred = PredictionNetwork(VOCAB, hidden=PRED_DIM).eval()
+    joint = Joint(ENCODER_DIM, PRED_DIM, JOINT_DIM, layout=layout).eval()
+    blanks = slice(layout.vocab_size, layout.num_token_classes)
+    base = joint.out.bias.detach().clone()
+    if kind == "tdt":
+        base[layout.duration_slice] += torch.tensor(TDT_DURATION_BIAS)
+    target = 1.0 / frames_per_token
+
+    def rate(bias: float) -> float:
+        with torch.no_grad():
+            joint.out.bias.copy_(base)
+            joint.out.bias[blanks] += bias
+        hyps = greedy_transducer_decode(calib, calib_lens, pred, joint)
+        return sum(len(h) for h in hyps) / float(calib_lens.sum())
+
+    lo, hi = -5.0, 10.0  # tokens per frame falls as the blank bias rises
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if rate(mid) > target else (lo, mid)
+    bias = (lo + hi) / 2
+    rate(bias)
+    return Model(kind, kind, pred, joint, synthetic=True, blank_bias=bias)
+
+
+def _trained(path: str) -> Model:
+    try:
+        from speechkit.asr import load_model  # the exported-model loader (a later issue)
+    except ImportError as e:
+        raise SystemExit(f"--model {path}: speechkit.asr.load_model is not available yet ({e})") from e
+    model = load_model(path)
+    joint = model.joint
+    return Model(Path(path).stem, joint.layout.kind, model.prediction.eval(), joint.eval(), synthetic=False)
+
+
+def _time(model: Model, f: torch.Tensor, lens: torch.Tensor, batch: int, repeat: int) -> tuple[float, list]:
+    """Median seconds to decode all of ``f`` in batches of ``batch`` (so every batch size decodes the same audio)."""
+
+    def run() -> list:
+        hyps = []
+        for i in range(0, f.shape[0], batch):
+            hyps += greedy_transducer_decode(f[i:i + batch], lens[i:i + batch], model.prediction, model.joint)
+        return hyps
+
+    run()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        hyps = run()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), hyps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--utterances", type=int, default=16, help="decoded in batches of each --batch size")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio per utterance")
+    parser.add_argument("--frames-per-token", type=float, default=3.5)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the bench machine is shared)")
+    parser.add_argument("--model", action="append", default=[], help="exported model file(s); default: synthetic")
+    parser.add_argument("--encoder-out", help="torch.save'd {'y': (B, T, D), 'y_lens': (B,)} to decode")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "decoding.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    frames = round(args.seconds / FRAME_S)
+    gen = torch.Generator().manual_seed(args.seed)
+    models = [_trained(p) for p in args.model]
+    dim = models[0].joint.enc.in_features if models else ENCODER_DIM
+    if args.encoder_out:
+        saved = torch.load(args.encoder_out, weights_only=True)
+        f_all, lens_all = saved["y"], saved["y_lens"]
+    else:
+        f_all = torch.randn(args.utterances, frames, dim, generator=gen)
+        lens_all = torch.full((args.utterances,), frames)
+    if not models:
+        # Calibrated on the benchmark utterances themselves: every model type emits the target token count on them.
+        models = [_synthetic(k, f_all, lens_all, args.frames_per_token, args.seed + i)
+                  for i, k in enumerate(SYNTHETIC)]
+
+    rows = []
+    f, lens = f_all, lens_all
+    audio_s = float(lens.sum()) * FRAME_S
+    for batch in args.batch:
+        for model in models:
+            seconds, hyps = _time(model, f, lens, batch, args.repeat)
+            tokens = sum(len(h) for h in hyps)
+            counts = [Counter(h.frames) for h in hyps]
+            row = {
+                "model": model.name, "model_type": model.kind, "synthetic_weights": model.synthetic,
+                "batch": batch, "seconds": seconds, "tokens": tokens, "frames": int(lens.sum()),
+                "audio_seconds": audio_s, "rtfx": audio_s / seconds,
+                "frames_per_token": int(lens.sum()) / max(tokens, 1),
+                "max_symbols_frames": sum(1 for c in counts for n in c.values() if n >= GreedyOptions().max_symbols),
+            }
+            if model.kind == "tdt":
+                durations = [d for h in hyps for d in h.durations]
+                row["mean_token_duration"] = sum(durations) / max(len(durations), 1)
+            if model.blank_bias is not None:
+                row["blank_bias"] = model.blank_bias
+            rows.append(row)
+
+    print(f"{'model':<12}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'RTFx':>9}  notes")
+    for r in rows:
+        note = "synthetic weights" if r["synthetic_weights"] else "trained"
+        if "mean_token_duration" in r:
+            note += f", mean duration {r['mean_token_duration']:.2f}"
+        print(f"{r['model']:<12}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
+              f"{r['frames_per_token']:>8.2f}{r['rtfx']:>9.0f}  {note}")
+    result = {
+        "what": "greedy label-looping decoding time given encoder outputs (decoder + joint only), CPU",
+        "weights": "synthetic (random, blank bias calibrated)" if not args.model else "trained",
+        "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "threads": args.threads, "repeat": args.repeat, "seconds_per_utterance": args.seconds,
+        "sizes": {"encoder": dim, "prediction": PRED_DIM, "joint": JOINT_DIM, "vocab": VOCAB} if not args.model else None,
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Prediction network, joint and CTC head: shapes, training == step-by-step, and equality with NeMo's modules.
+
+The NeMo fixture (``fixtures/nemo_tiny.pt``, built by ``fixtures/make_nemo_fixtures.py`` with NeMo 3.0.0) holds
+NeMo-named weights, NeMo's outputs and NeMo's greedy decodes on the same weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechkit.decoding import GreedyOptions, greedy_transducer_decode
+from speechkit.decoding.reference import greedy_transducer_reference
+from speechkit.losses.layout import JointLayout
+from speechkit.modules.ctc import CTCHead, ctc_head_from_nemo
+from speechkit.modules.transducer import (
+    Joint,
+    PredictionNetwork,
+    PredictionState,
+    joint_from_nemo,
+    prediction_network_from_nemo,
+    select_state,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "nemo_tiny.pt"
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_prediction_forward_equals_steps(num_layers):
+    torch.manual_seed(0)
+    pred = PredictionNetwork(7, hidden=12, num_layers=num_layers).double().eval()
+    targets = torch.tensor([[1, 2, 3, 4], [6, 0, -1, -1]])  # -1: padding, any value is ignored
+    lengths = torch.tensor([4, 2])
+    g = pred(targets, lengths)
+    assert g.shape == (2, 5, 12)
+    state = pred.init_state(2)
+    assert state.h.shape == (num_layers, 2, 12)
+    step_in = torch.full((2,), 7)  # start id
+    for u in range(5):
+        out, state = pred.step(step_in, state)
+        valid = u <= lengths
+        torch.testing.assert_close(out[valid], g[valid, u])
+        if u < 4:
+            step_in = torch.where(u < lengths, targets[:, u], torch.tensor(7))
+
+
+def test_prediction_details():
+    pred = PredictionNetwork(5, hidden=8, num_layers=2)
+    assert pred.embed.weight.shape == (6, 8) and torch.all(pred.embed.weight[5] == 0)  # start id embeds to zero
+    assert torch.all(pred.lstm.bias_ih_l1[8:16] == 1.0) and torch.all(pred.lstm.bias_hh_l0[8:16] == 0.0)
+    with pytest.raises(ValueError, match=r"targets\[0, 1\] = 5"):
+        pred(torch.tensor([[1, 5]]), torch.tensor([2]))
+    new = PredictionState(torch.ones(2, 3, 8), torch.ones(2, 3, 8))
+    old = PredictionState(torch.zeros(2, 3, 8), torch.zeros(2, 3, 8))
+    mixed = select_state(torch.tensor([True, False, True]), new, old)
+    assert mixed.h[:, :, 0].tolist() == [[1, 0, 1], [1, 0, 1]]
+
+
+@pytest.mark.parametrize("layout", [JointLayout.rnnt(9), JointLayout.tdt(9, (0, 1, 2)), JointLayout.multiblank(9, (2, 4))])
+def test_joint_shapes_and_projection(layout):
+    torch.manual_seed(0)
+    joint = Joint(6, 10, 14, layout=layout, activation="tanh").eval()
+    f, g = torch.randn(2, 5, 6), torch.randn(2, 3, 10)
+    z = joint(f, g)
+    assert z.shape == (2, 5, 3, layout.num_outputs)
+    fp, gp = joint.project_encoder(f), joint.project_prediction(g)
+    torch.testing.assert_close(joint.joint_after_projection(fp[:, 4], gp[:, 1]), z[:, 4, 1])
+    with pytest.raises(ValueError, match="activation"):
+        Joint(6, 10, 14, layout=layout, activation="gelu")  # type: ignore[arg-type]
+
+
+def test_ctc_head():
+    head = CTCHead(6, 9)
+    lp = head(torch.randn(2, 5, 6))
+    assert lp.shape == (2, 5, 10) and head.blank_id == 9
+    torch.testing.assert_close(lp.exp().sum(-1), torch.ones(2, 5))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NeMo
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nemo():
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def _layouts(fx) -> dict[str, JointLayout]:
+    v = fx["sizes"]["V"]
+    return {"rnnt": JointLayout.rnnt(v), "tdt": JointLayout.tdt(v, fx["tdt_durations"]),
+            "multiblank": JointLayout.multiblank(v, fx["big_blanks"])}
+
+
+def _load(fx, kind):
+    s = fx["sizes"]
+    pred = PredictionNetwork(s["V"], hidden=s["H"], num_layers=s["pred_layers"]).eval()
+    pred.load_state_dict(prediction_network_from_nemo(fx["decoder"]))
+    joint = Joint(s["D"], s["H"], s["J"], layout=_layouts(fx)[kind]).eval()
+    joint.load_state_dict(joint_from_nemo(fx[kind]["joint"]))
+    return pred, joint
+
+
+@pytest.mark.parametrize("kind", ["rnnt", "tdt", "multiblank"])
+def test_nemo_weights_give_nemo_outputs(nemo, kind):
+    pred, joint = _load(nemo, kind)
+    with torch.no_grad():
+        g = pred(nemo["targets"], nemo["target_lengths"])
+        z = joint(nemo["f"], g)
+    # NeMo feeds the padding labels through its LSTM, we feed the start id: compare the rows a loss reads.
+    for b, n in enumerate(nemo["target_lengths"].tolist()):
+        torch.testing.assert_close(g[b, : n + 1], nemo["g"][b, : n + 1], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(z[b, :, : n + 1], nemo[kind]["raw_logits"][b, :, : n + 1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["rnnt", "tdt", "multiblank"])
+def test_nemo_greedy_decodes(nemo, kind):
+    """Same tokens and frames as NeMo's greedy decoders (RNN-T, TDT: label looping; multi-blank: per sample)."""
+    pred, joint = _load(nemo, kind)
+    ours = greedy_transducer_decode(nemo["f"], nemo["lengths"], pred, joint, GreedyOptions(max_symbols=10))
+    theirs = nemo[kind]["greedy"]
+    assert sum(len(h["tokens"]) for h in theirs) > 0
+    assert [h.tokens for h in ours] == [h["tokens"] for h in theirs]
+    assert [h.frames for h in ours] == [h["frames"] for h in theirs]
+    if kind == "tdt":
+        # durations against NeMo's per-sample decoder (its batched one may mix durations across the batch, #16097)
+        assert [h.durations for h in ours] == [h["durations"] for h in nemo[kind]["greedy_per_sample"]]
+    ref = greedy_transducer_reference(nemo["f"], nemo["lengths"], pred, joint)
+    assert [h.tokens for h in ref] == [h.tokens for h in ours]
+
+
+def test_nemo_ctc_head(nemo):
+    s = nemo["sizes"]
+    head = CTCHead(s["D"], s["V"])
+    head.load_state_dict(ctc_head_from_nemo(nemo["ctc"]["state"]))
+    with torch.no_grad():
+        torch.testing.assert_close(head(nemo["f"]), nemo["ctc"]["log_probs"], rtol=1e-5, atol=1e-5)
+
+
+def test_joint_from_nemo_without_dropout():
+    sd = {"joint.enc.weight": torch.zeros(3, 2), "joint.joint_net.1.weight": torch.ones(4, 3),
+          "joint.joint_net.1.bias": torch.ones(4), "decoder.x": torch.zeros(1)}
+    assert sorted(joint_from_nemo(sd, prefix="joint.")) == ["enc.weight", "out.bias", "out.weight"]
