@@ -1,0 +1,227 @@
+"""Train a FastConformer transducer (TDT, RNN-T or multi-blank; optionally hybrid with CTC), export it, report WER.
+
+Usage (from the repository root; see README.md for the whole pipeline)::
+
+    python recipes/asr/fastconformer_transducer/train.py --config recipes/asr/fastconformer_transducer/conf/tdt.yaml \
+        data.train=[data/synth_en/train.json] data.dev=[data/synth_en/dev.json] exp_dir=exp/tdt
+    ... exp_dir=exp/tdt resume=last                    # continue from exp/tdt/checkpoints/last.ckpt
+    ... exp_dir=exp/tdt mode=export                    # checkpoint (resume=..., default last) -> model file
+    ... exp_dir=exp/tdt mode=evaluate data.test=[...]  # WER of the exported model file on dev and test
+
+``mode=train`` trains (Lightning: ``last.ckpt`` every ``trainer.checkpoint_every_n_steps`` steps for resuming, the
+best ``val_wer`` checkpoint, CSV logs under ``exp_dir/logs``), then exports the model file (fp16) to
+``export_path`` (default ``exp_dir/model.safetensors``), reloads it *without* Lightning and prints its dev (and
+test) WER. Every key of the YAML and of ``key=value`` overrides is checked against :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from speechkit.config import ConfigError, load_config, save_config
+from speechkit.data.datasets import AugmentConfig, make_dataloader, open_cuts
+from speechkit.metrics.wer import ErrorRate, word_error_rate
+from speechkit.models.asr import ASRLightningModule, OptimConfig, transcribe_batch
+from speechkit.modules.asr import ASRModelConfig, TransducerASR
+from speechkit.text.tokenizer import Tokenizer, TokenizerTrainConfig, train_tokenizer_from_manifests
+
+
+@dataclass
+class TokenizerSection:
+    """``dir``: an existing tokenizer folder; empty: train one on ``data.train`` into ``exp_dir/tokenizer``."""
+
+    dir: str = ""
+    vocab_size: int = 256
+    model_type: str = "bpe"
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)  # NeMo .json or Lhotse .jsonl.gz manifests
+    dev: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)  # evaluated after training and in mode=evaluate
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    max_duration: float = 40.0  # padded seconds of audio per batch
+    num_buckets: int = 10
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    on_bad_text: str = "error"  # or "skip": count and skip transcripts the tokenizer cannot encode
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 3000
+    val_check_interval: int = 500  # training batches between validations (counted across epochs)
+    checkpoint_every_n_steps: int = 250  # last.ckpt for resume=last
+    devices: int = 1
+    accelerator: str = "auto"
+    precision: str = "32-true"  # "bf16-mixed" on GPUs
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float = 1.0
+    log_every_n_steps: int = 25
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ASRModelConfig = field(default_factory=ASRModelConfig)  # vocab_size 0: taken from the tokenizer
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    exp_dir: str = "exp/fastconformer_tdt"
+    seed: int = 0
+    resume: str = ""  # a checkpoint path, or "last" = exp_dir/checkpoints/last.ckpt
+    export_path: str = ""  # default exp_dir/model.safetensors
+    mode: str = "train"  # train | export | evaluate
+
+
+@dataclass
+class RunResult:
+    model_path: Path
+    wer: dict[str, ErrorRate]  # split name -> pooled WER of the exported model
+    global_step: int = 0
+
+
+def get_tokenizer(cfg: TrainConfig) -> Tokenizer:
+    """The configured tokenizer, or the one trained earlier in exp_dir, or a new one trained on data.train."""
+    tok_cfg = cfg.data.tokenizer
+    if tok_cfg.dir:
+        return Tokenizer.load(tok_cfg.dir)
+    out = Path(cfg.exp_dir) / "tokenizer"
+    if (out / "tokenizer.model").is_file():  # resuming: the ids must not change
+        return Tokenizer.load(out)
+    if not cfg.data.train or not all(p.endswith(".json") for p in cfg.data.train):
+        raise ConfigError("data.tokenizer.dir is empty: training a tokenizer needs NeMo .json manifests in data.train")
+    return train_tokenizer_from_manifests(cfg.data.train, out, TokenizerTrainConfig(tok_cfg.vocab_size,
+                                                                                    tok_cfg.model_type))
+
+
+def build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> ASRLightningModule:
+    """Config -> LightningModule; ``model.vocab_size`` comes from the tokenizer."""
+    if cfg.model.vocab_size not in (0, tokenizer.vocab_size):
+        raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} but the tokenizer has {tokenizer.vocab_size} "
+                          "pieces (leave model.vocab_size at 0)")
+    cfg.model.vocab_size = tokenizer.vocab_size
+    return ASRLightningModule(cfg.model, cfg.optim, tokenizer, seed=cfg.seed)
+
+
+def build_loader(cfg: TrainConfig, paths: list[str], tokenizer: Tokenizer, train: bool, rank: int = 0,
+                 world_size: int = 1) -> torch.utils.data.DataLoader:
+    return make_dataloader(open_cuts(paths), tokenizer, cfg.data.max_duration, shuffle=train, seed=cfg.seed,
+                           rank=rank, world_size=world_size, num_workers=cfg.trainer.num_workers,
+                           num_buckets=cfg.data.num_buckets, augment=cfg.data.augment if train else None,
+                           sample_rate=cfg.model.features.sample_rate, on_bad_text=cfg.data.on_bad_text)
+
+
+def checkpoint_path(cfg: TrainConfig, default: str = "") -> Path | None:
+    resume = cfg.resume or default
+    if not resume:
+        return None
+    path = Path(cfg.exp_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={resume!r}: no checkpoint at {path}")
+    return path
+
+
+def evaluate(model_path: Path, cfg: TrainConfig) -> dict[str, ErrorRate]:
+    """WER of an exported model file on data.dev and data.test, loaded without Lightning; hypotheses are written
+    to exp_dir/hyps_<split>.txt (``cut_id<TAB>hypothesis<TAB>reference``)."""
+    model, tokenizer, _ = TransducerASR.from_model_file(model_path, "cuda" if torch.cuda.is_available() else "cpu")
+    results: dict[str, ErrorRate] = {}
+    for split, paths in (("dev", cfg.data.dev), ("test", cfg.data.test)):
+        if not paths:
+            continue
+        total, lines = ErrorRate(), []
+        for batch in build_loader(cfg, paths, tokenizer, train=False):
+            hyps = transcribe_batch(model, tokenizer, batch)
+            total = total + word_error_rate(batch["texts"], hyps)
+            lines += [f"{i}\t{h}\t{r}\n" for i, h, r in zip(batch["cut_ids"], hyps, batch["texts"], strict=True)]
+        Path(cfg.exp_dir, f"hyps_{split}.txt").write_text("".join(sorted(lines)))
+        results[split] = total
+        print(f"{split} WER {total}")
+    return results
+
+
+def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
+    """Fit (or resume), then export; returns the final global step."""
+    exp = Path(cfg.exp_dir)
+    module = build_model(cfg, tokenizer)
+    save_config(cfg, exp / "config.yaml")
+    tc = cfg.trainer
+    callbacks = [
+        ModelCheckpoint(dirpath=exp / "checkpoints", every_n_train_steps=tc.checkpoint_every_n_steps, save_top_k=0,
+                        save_last=True),
+        ModelCheckpoint(dirpath=exp / "checkpoints", filename="best-{step}-{val_wer:.4f}", monitor="val_wer",
+                        mode="min", save_top_k=1),
+    ]
+    trainer = pl.Trainer(
+        max_steps=tc.max_steps, val_check_interval=tc.val_check_interval, check_val_every_n_epoch=None,
+        devices=tc.devices, accelerator=tc.accelerator, precision=tc.precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=tc.accumulate_grad_batches, gradient_clip_val=tc.gradient_clip_val or None,
+        log_every_n_steps=tc.log_every_n_steps, callbacks=callbacks, logger=CSVLogger(exp, name="logs"),
+        default_root_dir=exp, use_distributed_sampler=False,  # Lhotse's sampler shards by rank itself
+        enable_progress_bar=sys.stderr.isatty(), num_sanity_val_steps=0,
+    )
+    # The trainer knows its rank and world size before fit() launches DDP processes (the script re-runs per rank).
+    rank, world = trainer.global_rank, trainer.world_size
+    train_loader = build_loader(cfg, cfg.data.train, tokenizer, train=True, rank=rank, world_size=world)
+    dev_loader = build_loader(cfg, cfg.data.dev, tokenizer, train=False, rank=rank, world_size=world)
+    trainer.fit(module, train_loader, dev_loader, ckpt_path=checkpoint_path(cfg))
+    if module.skipped_audio or module.skipped_text:
+        print(f"data: skipped {module.skipped_audio} cuts with unreadable audio and {module.skipped_text} with "
+              "unencodable transcripts (rank 0; see the warnings above for the cut ids)")
+    if trainer.is_global_zero:
+        module.export(export_path)
+    return trainer.global_step
+
+
+def export_checkpoint(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
+    """mode=export: a Lightning checkpoint (resume=..., default last) -> the model file."""
+    path = checkpoint_path(cfg, default="last")
+    assert path is not None
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    module = build_model(cfg, tokenizer)
+    module.load_state_dict(ckpt["state_dict"])
+    module.export(export_path)
+    return int(ckpt.get("global_step", 0))
+
+
+def main(argv: Sequence[str] | None = None) -> RunResult:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", default=[], help="YAML file(s), merged left to right")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_steps=100")
+    args = parser.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    if cfg.mode not in ("train", "export", "evaluate"):
+        raise ConfigError(f"mode={cfg.mode!r}: choose train, export or evaluate")
+    pl.seed_everything(cfg.seed, workers=True)
+    export_path = Path(cfg.export_path or Path(cfg.exp_dir) / "model.safetensors")
+    step = 0
+    if cfg.mode != "evaluate":
+        tokenizer = get_tokenizer(cfg)
+        if cfg.mode == "train":
+            if not cfg.data.train or not cfg.data.dev:
+                raise ConfigError("data.train and data.dev need at least one manifest each")
+            step = train(cfg, tokenizer, export_path)
+        else:
+            step = export_checkpoint(cfg, tokenizer, export_path)
+    if rank_zero_only.rank != 0:  # DDP: only rank 0 exports and evaluates
+        return RunResult(export_path, {}, step)
+    if cfg.mode != "evaluate":
+        print(f"exported {export_path} ({export_path.stat().st_size / 2**20:.1f} MiB) at step {step}")
+    if cfg.mode == "export":
+        return RunResult(export_path, {}, step)
+    return RunResult(export_path, evaluate(export_path, cfg), step)
+
+
+if __name__ == "__main__":
+    main()
