@@ -62,6 +62,13 @@ COMMANDS: tuple[Command, ...] = (
         epilog="example: speechkit prepare nemo train.json --out-dir data/mycorpus --skip-bad",
     ),
     Command(
+        "prepare librivox",
+        "NeMo manifest of the 5 real LibriVox utterances Debian's pocketsphinx-testdata ships (16 kHz wav + cuts)",
+        "speechkit.data.librivox:LibriVoxConfig",
+        "speechkit.data.librivox:prepare_librivox",
+        epilog="example: speechkit prepare librivox --out-dir data/librivox",
+    ),
+    Command(
         "tokenizer train",
         "train a SentencePiece BPE or unigram tokenizer on the texts of NeMo manifests",
         "speechkit.commands:TokenizerTrainCommand",
@@ -90,6 +97,22 @@ COMMANDS: tuple[Command, ...] = (
         "speechkit.commands:FeaturesCommand",
         "speechkit.commands:features_command",
         positional=("audio",),
+    ),
+    Command(
+        "transcribe",
+        "transcribe audio files with an ASR model (text, or JSON lines with token and word timestamps)",
+        "speechkit.inference.commands:TranscribeCommand",
+        "speechkit.inference.commands:transcribe_command",
+        positional=("files",),
+        epilog="example: speechkit transcribe --model exp/tdt/model.safetensors --json a.wav b.flac",
+    ),
+    Command(
+        "eval-asr",
+        "word and character error rates and speed (RTFx) of an ASR model on a NeMo manifest",
+        "speechkit.inference.commands:EvalASRCommand",
+        "speechkit.inference.commands:eval_asr_command",
+        positional=("manifest",),
+        epilog="example: speechkit eval-asr --model exp/tdt/model.safetensors data/synth_en/test.json",
     ),
     Command(
         "demo",

@@ -1,0 +1,225 @@
+"""Evaluate an ASR model on a NeMo manifest: WER, CER and speed (RTFx), as ``speechkit eval-asr`` prints them.
+
+**Scoring.** References are normalised with the model tokenizer's own normaliser (``tokenizer.normalize``: for
+English, lower case, digits and symbols spelled out, punctuation removed; :mod:`speechkit.text.normalize`) before
+scoring, so a model is not charged for casing or punctuation it was never trained to produce. The hypothesis is the
+model's decoded text, which is already in that form (it is normalised again, which changes nothing: the normalisers
+are idempotent). WER and CER are corpus-level: total edits over total reference words / characters
+(:mod:`speechkit.metrics.wer`).
+
+**Timing.** Two clocks, so that disk and codec speed do not hide model speed:
+
+- *loading*: reading, decoding and resampling the audio files into memory;
+- *compute*: from in-memory samples to text: feature extraction, encoder and greedy decoding (plus the
+  little Python that makes the batches). ``RTFx = audio seconds / compute seconds``.
+
+Utterances are decoded longest first in batches of ``batch_size``; nothing is warmed up beforehand, so the first
+batch's one-time costs are included.
+
+Example:
+    >>> from speechkit.asr import load_model
+    >>> report = evaluate_manifest(load_model("exp/tdt/model.safetensors"), "data/synth_en/test.json")  # doctest: +SKIP
+    >>> print(report)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechkit.inference.offline import ASRModel, TranscribeOptions
+from speechkit.metrics.wer import ErrorRate, char_error_rate, edit_counts
+
+__all__ = ["ASREvalReport", "UtteranceResult", "evaluate_manifest", "write_report_json"]
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    """One scored utterance.
+
+    Attributes:
+        audio: the manifest's ``audio_filepath`` (with ``@offset`` when the line has an offset).
+        reference: the normalised reference text.
+        hypothesis: the decoded text.
+        words: word-level counts of this utterance.
+    """
+
+    audio: str
+    reference: str
+    hypothesis: str
+    words: ErrorRate
+
+
+@dataclass
+class ASREvalReport:
+    """What :func:`evaluate_manifest` measured; ``str()`` is the table ``speechkit eval-asr`` prints.
+
+    Attributes:
+        model: the model's source (file path).
+        manifest: the manifest evaluated.
+        wer: word-level counts pooled over the corpus (``wer.rate`` is the WER).
+        cer: character-level counts pooled over the corpus.
+        utterances: utterances scored.
+        audio_seconds: total audio duration.
+        load_seconds: time spent reading audio files into memory.
+        compute_seconds: time from in-memory samples to text.
+        batch_size: utterances per batch.
+        device: where the model ran.
+        worst: the utterances with the most word errors (most first).
+    """
+
+    model: str
+    manifest: str
+    wer: ErrorRate
+    cer: ErrorRate
+    utterances: int
+    audio_seconds: float
+    load_seconds: float
+    compute_seconds: float
+    batch_size: int
+    device: str
+    worst: list[UtteranceResult] = field(default_factory=list)
+
+    @property
+    def rtfx(self) -> float:
+        """Audio seconds per compute second (inverse real-time factor; higher is faster)."""
+        return self.audio_seconds / self.compute_seconds if self.compute_seconds > 0 else float("inf")
+
+    @property
+    def audio_hours(self) -> float:
+        return self.audio_seconds / 3600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers as a JSON-ready dict (what ``--json-out`` writes)."""
+        def counts(r: ErrorRate) -> dict[str, Any]:
+            # An empty reference with insertions has an infinite rate, which JSON cannot hold: null instead.
+            return {"rate": r.rate if math.isfinite(r.rate) else None, "errors": r.errors, "substitutions": r.substitutions, "deletions": r.deletions,
+                    "insertions": r.insertions, "reference_length": r.reference_length}
+
+        return {
+            "model": self.model,
+            "manifest": self.manifest,
+            "utterances": self.utterances,
+            "audio_seconds": self.audio_seconds,
+            "audio_hours": self.audio_hours,
+            "wer": counts(self.wer),
+            "cer": counts(self.cer),
+            "load_seconds": self.load_seconds,
+            "compute_seconds": self.compute_seconds,
+            "rtfx": self.rtfx if math.isfinite(self.rtfx) else None,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "worst": [{"audio": u.audio, "reference": u.reference, "hypothesis": u.hypothesis,
+                       "errors": u.words.errors, "reference_words": u.words.reference_length} for u in self.worst],
+        }
+
+    def __str__(self) -> str:
+        w, c = self.wer, self.cer
+        lines = [
+            f"model:       {self.model}",
+            f"manifest:    {self.manifest}",
+            f"utterances:  {self.utterances} ({self.audio_hours:.4f} h of audio)",
+            f"WER:         {100 * w.rate:.2f}%  ({w.errors} errors / {w.reference_length} reference words: "
+            f"{w.substitutions} substitutions, {w.deletions} deletions, {w.insertions} insertions)",
+            f"CER:         {100 * c.rate:.2f}%  ({c.errors} errors / {c.reference_length} reference characters)",
+            f"loading:     {self.load_seconds:.2f} s (reading + resampling audio files; not part of RTFx)",
+            f"compute:     {self.compute_seconds:.2f} s (features + encoder + decoding, batch {self.batch_size}, "
+            f"{self.device})",
+            f"RTFx:        {self.rtfx:.1f} (audio seconds / compute seconds)",
+        ]
+        if self.worst:
+            lines.append("worst utterances:")
+            for u in self.worst:
+                lines.append(f"  {u.words.errors} errors / {u.words.reference_length} words  {u.audio}")
+                lines.append(f"    ref: {u.reference}")
+                lines.append(f"    hyp: {u.hypothesis}")
+        return "\n".join(lines)
+
+
+def evaluate_manifest(
+    model: ASRModel,
+    manifest: str | Path,
+    batch_size: int = 16,
+    limit: int | None = None,
+    options: TranscribeOptions | None = None,
+    worst: int = 5,
+) -> ASREvalReport:
+    """Transcribe a manifest's utterances and score them against its ``text`` fields.
+
+    Args:
+        model: the model (:func:`speechkit.asr.load_model`).
+        manifest: NeMo JSON-lines manifest with ``audio_filepath``, ``duration``, ``text`` (and optional ``offset``);
+            relative audio paths resolve against the manifest's folder.
+        batch_size: utterances decoded together.
+        limit: score only the first ``limit`` lines of the manifest (``None`` = all).
+        options: decoding options (timestamps are not needed and are switched off).
+        worst: how many of the worst utterances to keep in the report.
+
+    Returns:
+        An :class:`ASREvalReport`.
+
+    Raises:
+        ManifestError: a bad manifest line (the message names file and line).
+        AudioError: a missing or unreadable audio file (the message names it).
+        ValueError: ``batch_size`` < 1 or ``limit`` < 1.
+    """
+    from speechkit.audio.io import load_audio
+    from speechkit.data.manifests import read_manifest
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
+    options = options or TranscribeOptions()
+    options = TranscribeOptions(max_symbols=options.max_symbols, timestamps=False, num_threads=options.num_threads)
+    entries = []
+    for entry in read_manifest(manifest, require_text=True):
+        entries.append(entry)
+        if limit is not None and len(entries) >= limit:
+            break
+    # Longest first across the whole manifest, as transcribe() does within a call: batches of similar lengths.
+    order = sorted(range(len(entries)), key=lambda i: -entries[i].duration)
+    hyps: list[str] = [""] * len(entries)
+    audio_seconds = load_seconds = compute_seconds = 0.0
+    rate = model.sample_rate
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        t0 = time.perf_counter()
+        waves = [load_audio(entries[i].audio_path(), sample_rate=rate, offset=entries[i].offset,
+                            duration=entries[i].duration) for i in idx]
+        t1 = time.perf_counter()
+        out = model.transcribe(waves, sample_rate=rate, batch_size=len(waves), options=options)
+        t2 = time.perf_counter()
+        load_seconds += t1 - t0
+        compute_seconds += t2 - t1
+        for i, w, t in zip(idx, waves, out, strict=True):
+            hyps[i] = t.text
+            audio_seconds += w.shape[0] / rate
+    normalize = model.tokenizer.normalize
+    refs = [normalize(e.text or "") for e in entries]
+    hyps = [normalize(h) for h in hyps]
+    results = [
+        UtteranceResult(e.audio_filepath + (f"@{e.offset:g}" if e.offset else ""), r, h, edit_counts(r.split(), h.split()))
+        for e, r, h in zip(entries, refs, hyps, strict=True)
+    ]
+    total = ErrorRate()
+    for u in results:
+        total = total + u.words
+    bad = sorted((u for u in results if u.words.errors), key=lambda u: (-u.words.errors, -u.words.rate))
+    return ASREvalReport(
+        model=model.source or repr(model), manifest=str(manifest), wer=total, cer=char_error_rate(refs, hyps),
+        utterances=len(entries), audio_seconds=audio_seconds, load_seconds=load_seconds,
+        compute_seconds=compute_seconds, batch_size=batch_size, device=str(model.device), worst=bad[:worst],
+    )
+
+
+def write_report_json(report: ASREvalReport, path: str | Path) -> Path:
+    """Write :meth:`ASREvalReport.to_dict` as indented JSON (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

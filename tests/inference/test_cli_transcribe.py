@@ -1,0 +1,123 @@
+"""`speechkit transcribe` and `speechkit eval-asr`: output formats, scores checked against an independent WER, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from speechkit import cli
+from speechkit.asr import load_model
+from speechkit.assets import default_model
+from speechkit.inference.commands import EvalASRCommand, eval_asr_command
+
+TINY = Path(__file__).resolve().parents[2] / "manifests" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model):
+    return load_model(tiny_model.path)
+
+
+def test_transcribe_plain_prints_path_tab_text(tiny_model, tiny_audio, model, capsys):
+    files = [str(f) for f in tiny_audio]
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), "--batch-size", "2", *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = model.transcribe(files)
+    assert lines == [f"{f}\t{t.text}" for f, t in zip(files, expected, strict=True)]
+
+
+def test_transcribe_json_lines(tiny_model, tiny_audio, model, capsys):
+    files = [str(f) for f in tiny_audio[:2]]
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), "--json", *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line, f, t in zip(lines, files, model.transcribe(files), strict=True):
+        obj = json.loads(line)
+        assert {"audio", "text", "tokens", "timestamps", "words"} <= set(obj)
+        assert obj["audio"] == f and obj["text"] == t.text and obj["tokens"] == t.tokens
+        assert [s["token"] for s in obj["timestamps"]] == t.tokens
+        assert all(set(s) == {"token", "start", "end"} and s["start"] <= s["end"] for s in obj["timestamps"])
+        assert [w["word"] for w in obj["words"]] == t.text.split()
+        assert all(set(w) == {"word", "start", "end"} for w in obj["words"])
+
+
+def test_transcribe_errors(tiny_model, tiny_audio, tmp_path, capsys):
+    missing = tmp_path / "missing.wav"
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), str(tiny_audio[0]), str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "audio file not found" in err and "missing.wav" in err
+    assert cli.main(["transcribe", "--model", "no-such-model", str(tiny_audio[0])]) == 2
+    err = capsys.readouterr().err
+    assert "unknown asr model name 'no-such-model'" in err and default_model("asr").name in err
+
+
+def _levenshtein(a: list[str], b: list[str]) -> int:
+    """Word edit distance, written out independently of speechkit.metrics."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+@pytest.fixture
+def eval_manifest(tiny_audio, tmp_path):
+    """The tiny test audio with exact durations and raw (un-normalised) references, in a manifest of its own."""
+    texts = ["The Formation of the Placenta!", "A glass for beer, 2 of them.", "Success", "It's 10 o'clock"]
+    path = tmp_path / "eval.json"
+    with open(path, "w") as f:
+        for audio, text in zip(tiny_audio, texts, strict=False):
+            info = sf.info(str(audio))
+            f.write(json.dumps({"audio_filepath": str(audio), "duration": info.frames / info.samplerate,
+                                "text": text}) + "\n")
+    return path, texts[: len(tiny_audio)]
+
+
+def test_eval_asr_prints_and_writes_scores(tiny_model, tiny_audio, model, eval_manifest, tmp_path, capsys):
+    manifest, texts = eval_manifest
+    out_json = tmp_path / "out" / "eval.json"
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(manifest), "--batch-size", "3",
+                     "--json-out", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    for key in ("WER:", "CER:", "RTFx:", "utterances:", "compute:", "loading:", "worst utterances:"):
+        assert key in printed
+    report = json.loads(out_json.read_text())
+    # Independent scoring: normalised references, our own edit distance, corpus-level rate.
+    hyps = [t.text for t in model.transcribe(list(tiny_audio))]
+    refs = [model.tokenizer.normalize(t) for t in texts]
+    assert "two" in refs[1] and "," not in refs[1]
+    errors = sum(_levenshtein(r.split(), h.split()) for r, h in zip(refs, hyps, strict=True))
+    words = sum(len(r.split()) for r in refs)
+    assert report["wer"]["errors"] == errors
+    assert report["wer"]["reference_length"] == words
+    assert report["wer"]["rate"] == pytest.approx(errors / words)
+    assert f"{100 * errors / words:.2f}%" in printed
+    w = report["wer"]
+    assert w["substitutions"] + w["deletions"] + w["insertions"] == errors
+    assert report["utterances"] == len(texts)
+    total = sum(sf.info(str(a)).duration for a in tiny_audio)
+    assert report["audio_seconds"] == pytest.approx(total, abs=1e-3)
+    assert report["rtfx"] == pytest.approx(report["audio_seconds"] / report["compute_seconds"])
+    assert report["compute_seconds"] > 0 and report["load_seconds"] >= 0
+    assert 0 < len(report["worst"]) <= 5
+    errs = [u["errors"] for u in report["worst"]]
+    assert errs == sorted(errs, reverse=True)
+
+
+def test_eval_asr_limit_and_manifest_paths(tiny_model):
+    # Relative audio paths resolve against the manifest's folder, whatever the current directory.
+    report = eval_asr_command(EvalASRCommand(str(TINY / "test.json"), str(tiny_model.path), limit=2, worst=1))
+    assert report.utterances == 2
+    assert report.wer.reference_length > 0 and len(report.worst) <= 1
+    assert "WER:" in str(report) and "RTFx:" in str(report)
+
+
+def test_eval_asr_bad_manifest_line_is_named(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"audio_filepath": "a.wav", "duration": 1.0}\n')
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(bad)]) == 2
+    assert "bad.json:1" in capsys.readouterr().err
