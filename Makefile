@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := .stamps/setup
 # Debian packages: audio tools, the speech synthesisers and the texts `speechkit prepare synth` builds corpora from.
 APT_PACKAGES := espeak-ng espeak-ng-data sox libsox-fmt-all ffmpeg flite festival festvox-kallpc16k \
-	festvox-kdlpc16k festvox-us-slt-hts fortunes wamerican wordnet-base
+	festvox-kdlpc16k festvox-us-slt-hts fortunes wamerican wordnet-base pocketsphinx-testdata
 # Extra voices and texts for the multi-language corpus (`make setup-multilang`).
 APT_MULTILANG := $(APT_PACKAGES) fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl wngerman wfrench \
 	wspanish witalian festvox-ru festvox-italp16k festvox-suopuhe-lj festvox-czech-dita festival-czech \
 	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk diatheke sword-text-kjv sword-text-sparv
 PYTEST_FAST := -m "not slow and not cuda"
 
-.PHONY: setup setup-multilang demo test test-all bench peers clean-stamps
+.PHONY: setup setup-multilang demo test test-all bench peers peers-whisper bench-asr-peers clean-stamps
 
 setup: $(STAMP)
 
@@ -45,8 +45,18 @@ bench: setup
 	$(PY) bench/losses.py
 
 # Peer toolkits live in their own virtual environments under .peers/ (git-ignored), never in .venv.
-peers:
+peers: peers-whisper
 	bash bench/peers/install_nemo.sh
+
+# Whisper tiny.en + base on faster-whisper (CPU, no torch): ~335 MB download.
+peers-whisper:
+	bash bench/peers/install_whisper.sh
+
+# Whisper on the real LibriVox clips and the tiny synthetic test set (WER, RTFx), scored by speechkit's WER.
+bench-asr-peers: setup peers-whisper
+	$(VENV)/bin/speechkit prepare librivox --out-dir data/librivox
+	$(PY) bench/asr_peers.py data/librivox/librivox.json
+	$(PY) bench/asr_peers.py manifests/tiny/test.json
 
 clean-stamps:
 	rm -rf .stamps
