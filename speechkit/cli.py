@@ -115,6 +115,22 @@ COMMANDS: tuple[Command, ...] = (
         epilog="example: speechkit eval-asr --model exp/tdt/model.safetensors data/synth_en/test.json",
     ),
     Command(
+        "data estimate-bins",
+        "bucket bins from manifest metadata: 1-D duration boundaries, or 2-D [duration, tokens] with --tokenizer",
+        "speechkit.data.bins:EstimateBinsCommand",
+        "speechkit.data.bins:estimate_bins_command",
+        positional=("manifest",),
+        epilog="example: speechkit data estimate-bins data/train.json --buckets 30 --sub-buckets 2 --tokenizer tok/",
+    ),
+    Command(
+        "data oomptimize",
+        "largest batch size per bucket whose training step fits (GPU, or a CPU memory budget)",
+        "speechkit.data.oomptimizer:OOMptimizeCommand",
+        "speechkit.data.oomptimizer:oomptimize_command",
+        epilog="example: speechkit data oomptimize --recipe recipes/asr/fastconformer_transducer/conf/tdt.yaml "
+               "--buckets '[[5,40],[10,80]]' --memory-budget-gb 8",
+    ),
+    Command(
         "demo",
         "build a small corpus and show what speechkit sees in it (stats, features, tokenizer)",
         "speechkit.demo:DemoConfig",

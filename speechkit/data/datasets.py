@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from lhotse import CutSet
     from lhotse.cut import Cut
 
+    from speechkit.data.sampling import SamplerConfig
+
 __all__ = ["ASRDataset", "AugmentConfig", "TranscriptError", "make_dataloader", "open_cuts"]
 
 logger = logging.getLogger(__name__)
@@ -276,6 +278,7 @@ def make_dataloader(
     quadratic_duration: float | None = None,
     buffer_size: int = 20000,
     max_cuts: int | None = None,
+    sampler: SamplerConfig | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`ASRDataset` batches drawn by Lhotse's ``DynamicBucketingSampler``.
 
@@ -301,26 +304,28 @@ def make_dataloader(
         quadratic_duration: Lhotse's penalty for long cuts (seconds; ``None`` = off).
         buffer_size: cuts held in the bucketing buffers.
         max_cuts: at most this many cuts per batch (``None`` = no limit).
+        sampler: the full sampler config (2-D bins, per-bucket batch sizes, tokens-per-second filters ...,
+            :mod:`speechkit.data.sampling`); when given, it replaces ``max_duration``, ``num_buckets``,
+            ``duration_bins``, ``quadratic_duration``, ``buffer_size`` and ``max_cuts``, while ``shuffle`` and
+            ``seed`` given here still win (train vs dev loaders share one config).
 
     Returns:
         The DataLoader; ``loader.sampler`` is the Lhotse sampler and ``loader.dataset`` the :class:`ASRDataset`.
     """
-    from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+    import dataclasses
 
-    if max_duration <= 0:
-        raise ValueError(f"max_duration must be > 0 seconds, got {max_duration}")
-    if num_buckets < 1:
-        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
-    common: dict[str, Any] = {"max_duration": max_duration, "max_cuts": max_cuts, "shuffle": shuffle,
-                              "drop_last": False, "quadratic_duration": quadratic_duration,
-                              "world_size": world_size, "rank": rank, "seed": seed}
-    sampler: DynamicBucketingSampler | DynamicCutSampler
-    if num_buckets == 1 and not duration_bins:
-        # One bucket is no bucketing: Lhotse's plain dynamic sampler (the bucketing one needs >= 2 buckets).
-        sampler = DynamicCutSampler(cuts, shuffle_buffer_size=buffer_size, **common)
-    else:
-        sampler = DynamicBucketingSampler(cuts, num_buckets=num_buckets, buffer_size=buffer_size,
-                                          duration_bins=list(duration_bins) if duration_bins else None, **common)
+    from speechkit.data.sampling import SamplerConfig, build_sampler
+
+    if sampler is None:
+        if max_duration <= 0:
+            raise ValueError(f"max_duration must be > 0 seconds, got {max_duration}")
+        if num_buckets < 1:
+            raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+        sampler = SamplerConfig(max_duration=max_duration, quadratic_duration=quadratic_duration,
+                                num_buckets=num_buckets, bucket_duration_bins=list(duration_bins or []),
+                                buffer_size=buffer_size, max_cuts=max_cuts)
+    cfg = dataclasses.replace(sampler, shuffle=shuffle, seed=seed, drop_last=sampler.drop_last and shuffle)
+    batch_sampler = build_sampler(cuts, cfg, rank=rank, world_size=world_size, tokenizer=tokenizer)
     dataset = ASRDataset(tokenizer, sample_rate, augment, seed=seed + 1000 * rank, on_bad_text=on_bad_text)
-    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+    return torch.utils.data.DataLoader(dataset, sampler=batch_sampler, batch_size=None, num_workers=num_workers,
                                        persistent_workers=num_workers > 0)

@@ -17,6 +17,7 @@ test) WER. Every key of the YAML and of ``key=value`` overrides is checked again
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from speechkit.config import ConfigError, load_config, save_config
 from speechkit.data.datasets import AugmentConfig, make_dataloader, open_cuts
+from speechkit.data.sampling import SamplerConfig
+from speechkit.data.shar import make_shar_dataloader
 from speechkit.metrics.wer import ErrorRate, word_error_rate
 from speechkit.models.asr import ASRLightningModule, OptimConfig, transcribe_batch
 from speechkit.modules.asr import ASRModelConfig, TransducerASR
@@ -51,8 +54,10 @@ class DataConfig:
     dev: list[str] = field(default_factory=list)
     test: list[str] = field(default_factory=list)  # evaluated after training and in mode=evaluate
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
-    max_duration: float = 40.0  # padded seconds of audio per batch
-    num_buckets: int = 10
+    max_duration: float | None = None  # padded seconds of audio per batch; set: overrides sampler.max_duration
+    num_buckets: int | None = None  # set: overrides sampler.num_buckets
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # training batches: 1-D / 2-D bucketing
+    shar_dir: str = ""  # Lhotse Shar shards (speechkit.data.shar.write_shar) to train on instead of data.train
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     on_bad_text: str = "error"  # or "skip": count and skip transcripts the tokenizer cannot encode
 
@@ -116,9 +121,23 @@ def build_model(cfg: TrainConfig, tokenizer: Tokenizer) -> ASRLightningModule:
 
 def build_loader(cfg: TrainConfig, paths: list[str], tokenizer: Tokenizer, train: bool, rank: int = 0,
                  world_size: int = 1) -> torch.utils.data.DataLoader:
-    return make_dataloader(open_cuts(paths), tokenizer, cfg.data.max_duration, shuffle=train, seed=cfg.seed,
+    """Training: ``data.sampler`` as configured. Evaluation: a plain duration budget (no filters, nothing left out)."""
+    sampler = dataclasses.replace(cfg.data.sampler)
+    if cfg.data.max_duration is not None:
+        sampler.max_duration = cfg.data.max_duration
+    if cfg.data.num_buckets is not None:
+        sampler.num_buckets = cfg.data.num_buckets
+    if train and cfg.data.shar_dir:
+        # Shards split by rank x worker, the sampler inside each worker; endless, so training is step-based.
+        return make_shar_dataloader(cfg.data.shar_dir, tokenizer, sampler, rank=rank, world_size=world_size,
+                                    num_workers=cfg.trainer.num_workers, seed=cfg.seed, augment=cfg.data.augment,
+                                    sample_rate=cfg.model.features.sample_rate, on_bad_text=cfg.data.on_bad_text)
+    if not train:
+        sampler = SamplerConfig(max_duration=sampler.max_duration, num_buckets=sampler.num_buckets,
+                                quadratic_duration=sampler.quadratic_duration)
+    return make_dataloader(open_cuts(paths), tokenizer, sampler.max_duration, shuffle=train, seed=cfg.seed,
                            rank=rank, world_size=world_size, num_workers=cfg.trainer.num_workers,
-                           num_buckets=cfg.data.num_buckets, augment=cfg.data.augment if train else None,
+                           augment=cfg.data.augment if train else None, sampler=sampler,
                            sample_rate=cfg.model.features.sample_rate, on_bad_text=cfg.data.on_bad_text)
 
 
@@ -209,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> RunResult:
     if cfg.mode != "evaluate":
         tokenizer = get_tokenizer(cfg)
         if cfg.mode == "train":
-            if not cfg.data.train or not cfg.data.dev:
-                raise ConfigError("data.train and data.dev need at least one manifest each")
+            if not (cfg.data.train or cfg.data.shar_dir) or not cfg.data.dev:
+                raise ConfigError("data.train (or data.shar_dir) and data.dev need at least one manifest each")
             step = train(cfg, tokenizer, export_path)
         else:
             step = export_checkpoint(cfg, tokenizer, export_path)
