@@ -69,6 +69,13 @@ COMMANDS: tuple[Command, ...] = (
         epilog="example: speechkit prepare librivox --out-dir data/librivox",
     ),
     Command(
+        "prepare vad",
+        "frame-labelled VAD mixtures (speech between silences, noise, tones, reverb) from a speech manifest",
+        "speechkit.data.vad_mixtures:VadMixtureConfig",
+        "speechkit.data.vad_mixtures:prepare_vad",
+        epilog="example: speechkit prepare vad --speech data/synth_en/train.json --out-dir data/vad --hours 2",
+    ),
+    Command(
         "tokenizer train",
         "train a SentencePiece BPE or unigram tokenizer on the texts of NeMo manifests",
         "speechkit.commands:TokenizerTrainCommand",
@@ -129,6 +136,14 @@ COMMANDS: tuple[Command, ...] = (
         "speechkit.data.oomptimizer:oomptimize_command",
         epilog="example: speechkit data oomptimize --recipe recipes/asr/fastconformer_transducer/conf/tdt.yaml "
                "--buckets '[[5,40],[10,80]]' --memory-budget-gb 8",
+    ),
+    Command(
+        "vad",
+        "speech segments of audio files with a MarbleNet VAD model (start/end lines, or JSON lines)",
+        "speechkit.vad.commands:VadCommand",
+        "speechkit.vad.commands:vad_command",
+        positional=("files",),
+        epilog="example: speechkit vad --model exp/vad/model.safetensors --json a.wav",
     ),
     Command(
         "demo",
