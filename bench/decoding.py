@@ -13,7 +13,7 @@ benchmark utterances; the TDT duration biases favour 1-3 frames (mean about 2); 
 [2, 4, 8]. Random weights do not behave like trained ones (labels come in bursts; see ``max_symbols_frames`` in the
 results), so these numbers compare the decoders' mechanics, not real-model speed.
 
-**Trained models**: ``--model PATH`` (repeatable) loads an exported model with ``speechkit.asr.load_model`` and
+**Trained models**: ``--model PATH`` (repeatable) loads an exported model file with ``TransducerASR.from_model_file`` and
 decodes with its ``prediction`` and ``joint``; ``--encoder-out FILE`` gives real encoder outputs to decode (a
 ``torch.save`` dict with ``y`` ``(B, T, D)`` and ``y_lens`` ``(B,)``), otherwise random ones of the model's width.
 """
@@ -90,11 +90,10 @@ def _synthetic(kind: str, calib: torch.Tensor, calib_lens: torch.Tensor, frames_
 
 
 def _trained(path: str) -> Model:
-    try:
-        from speechkit.asr import load_model  # the exported-model loader (a later issue)
-    except ImportError as e:
-        raise SystemExit(f"--model {path}: speechkit.asr.load_model is not available yet ({e})") from e
-    model = load_model(path)
+    from speechkit.modules.asr import TransducerASR
+
+    # The network itself, not the transcription facade: the bench times the decoder parts alone.
+    model, _, _ = TransducerASR.from_model_file(path)
     joint = model.joint
     return Model(Path(path).stem, joint.layout.kind, model.prediction.eval(), joint.eval(), synthetic=False)
 
