@@ -285,13 +285,42 @@ class BucketingSampler(DynamicBucketingSampler):
         return True
 
     # -- iteration -------------------------------------------------------------------------------------------
+    def skip_batches(self, n: int) -> None:
+        """Make the next iteration start ``n`` batches into the epoch (resuming a run mid-epoch).
+
+        The skipped batches are drawn and discarded (cut metadata only, no audio), so the rest of the epoch is
+        exactly what an uninterrupted run would have seen, and the filter counters cover the whole epoch. The
+        epoch comes from :meth:`set_epoch`, which Lightning calls before iterating. Unlike Lhotse's
+        ``load_state_dict``, this counts batches *trained on*, not batches *drawn*, which with DataLoader workers
+        prefetching run ahead of training.
+
+        Args:
+            n: batches of the current epoch already used (>= 0).
+        """
+        if n < 0:
+            raise ValueError(f"skip_batches: n must be >= 0, got {n}")
+        self._skip = int(n)
+
     def __iter__(self) -> BucketingSampler:
         if not self._just_restored_state:
             self.counters = dict.fromkeys(self.counters, 0)
         super().__iter__()
+        # The skip holds until a batch is taken: PyTorch's multi-worker loader iterates its sampler twice before
+        # asking for the first batch.
+        skip = getattr(self, "_skip", 0)
+        for done in range(skip):
+            try:
+                self._draw_batch()
+            except StopIteration:
+                logger.warning("sampler: asked to skip %d batches but epoch %d has only %d", skip, self.epoch, done)
+                break
         return self
 
     def __next__(self) -> CutSet:
+        self._skip = 0
+        return self._draw_batch()
+
+    def _draw_batch(self) -> CutSet:
         try:
             batch = super().__next__()
         except StopIteration:

@@ -217,7 +217,7 @@ class ASRLoss:
     Attributes:
         loss: the total loss to back-propagate (scalar).
         transducer_loss: the transducer part, reduced as configured (scalar, detached).
-        ctc_loss: the CTC part (mean over utterances; scalar, detached), ``None`` without a CTC head.
+        ctc_loss: the CTC part, reduced like the transducer part (scalar, detached), ``None`` without a CTC head.
         num_tokens: target tokens in the batch.
         used_rnnt: TDT only: this step drew the plain RNN-T loss (``omega``).
     """
@@ -430,17 +430,20 @@ class TransducerASR(nn.Module):
         cfg = self.loss_config
         use_rnnt = self.layout.kind == "tdt" and cfg.omega > 0 and bool(torch.rand((), generator=generator) < cfg.omega)
         total = self._transducer_cost_sum(enc, enc_lens, g, targets, target_lens, use_rnnt)
+        # Both heads are reduced alike, so ctc_weight really is the share of the CTC term: a per-utterance CTC sum
+        # next to a per-token transducer mean would give CTC ~25x the weight on the shared encoder.
         if cfg.reduction == "mean_volume":
-            transducer = total / target_lens.sum().clamp(min=1).to(total.dtype)
+            denom = target_lens.sum().clamp(min=1).to(total.dtype)
         elif cfg.reduction == "mean":
-            transducer = total / max(enc.shape[0], 1)
+            denom = torch.tensor(float(max(enc.shape[0], 1)), dtype=total.dtype, device=total.device)
         else:
-            transducer = total
+            denom = torch.ones((), dtype=total.dtype, device=total.device)
+        transducer = total / denom
         loss, ctc_loss = transducer, None
         if self.ctc is not None and self.ctc_weight > 0:
             log_probs = self.ctc(enc)  # (B, T', V+1), float32
             ctc_loss = F.ctc_loss(log_probs.transpose(0, 1), targets, enc_lens, target_lens, blank=self.ctc.blank_id,
-                                  reduction="sum", zero_infinity=True) / max(enc.shape[0], 1)
+                                  reduction="sum", zero_infinity=True) / denom
             loss = (1.0 - self.ctc_weight) * transducer + self.ctc_weight * ctc_loss
             ctc_loss = ctc_loss.detach()
         return ASRLoss(loss, transducer.detach(), ctc_loss, int(target_lens.sum()), use_rnnt)

@@ -35,6 +35,7 @@ from speechkit.data.sampling import SamplerConfig
 from speechkit.data.shar import make_shar_dataloader
 from speechkit.metrics.wer import ErrorRate, word_error_rate
 from speechkit.models.asr import ASRLightningModule, OptimConfig, transcribe_batch
+from speechkit.models.callbacks import SamplerResume
 from speechkit.modules.asr import ASRModelConfig, TransducerASR
 from speechkit.text.tokenizer import Tokenizer, TokenizerTrainConfig, train_tokenizer_from_manifests
 
@@ -176,11 +177,13 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
     module = build_model(cfg, tokenizer)
     save_config(cfg, exp / "config.yaml")
     tc = cfg.trainer
+    sampler_resume = SamplerResume()  # its sampler is attached once the trainer knows the rank (below)
     callbacks = [
         ModelCheckpoint(dirpath=exp / "checkpoints", every_n_train_steps=tc.checkpoint_every_n_steps, save_top_k=0,
                         save_last=True),
         ModelCheckpoint(dirpath=exp / "checkpoints", filename="best-{step}-{val_wer:.4f}", monitor="val_wer",
                         mode="min", save_top_k=1),
+        sampler_resume,
     ]
     trainer = pl.Trainer(
         max_steps=tc.max_steps, val_check_interval=tc.val_check_interval, check_val_every_n_epoch=None,
@@ -193,6 +196,7 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
     # The trainer knows its rank and world size before fit() launches DDP processes (the script re-runs per rank).
     rank, world = trainer.global_rank, trainer.world_size
     train_loader = build_loader(cfg, cfg.data.train, tokenizer, train=True, rank=rank, world_size=world)
+    sampler_resume.attach(train_loader.sampler)  # resume=last continues the epoch where it stopped
     dev_loader = build_loader(cfg, cfg.data.dev, tokenizer, train=False, rank=rank, world_size=world)
     trainer.fit(module, train_loader, dev_loader, ckpt_path=checkpoint_path(cfg))
     if module.skipped_audio or module.skipped_text:
