@@ -13,7 +13,7 @@ APT_MULTILANG := $(APT_PACKAGES) fortunes-de fortunes-es fortunes-it fortunes-ru
 	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk diatheke sword-text-kjv sword-text-sparv
 PYTEST_FAST := -m "not slow and not cuda"
 
-.PHONY: setup setup-multilang demo test test-all bench peers peers-whisper bench-asr-peers clean-stamps
+.PHONY: setup setup-multilang demo test test-all bench peers peers-whisper peers-vad bench-asr-peers bench-vad clean-stamps
 
 setup: $(STAMP)
 
@@ -45,12 +45,21 @@ bench: setup
 	$(PY) bench/losses.py
 
 # Peer toolkits live in their own virtual environments under .peers/ (git-ignored), never in .venv.
-peers: peers-whisper
+peers: peers-whisper peers-vad
 	bash bench/peers/install_nemo.sh
 
 # Whisper tiny.en + base on faster-whisper (CPU, no torch): ~335 MB download.
 peers-whisper:
 	bash bench/peers/install_whisper.sh
+
+# silero-vad (its ONNX model on onnxruntime, no torch) + webrtcvad: ~25 MB download.
+peers-vad:
+	bash bench/peers/install_vad.sh
+
+# speechkit's bundled VAD against silero-vad and webrtcvad (held-out noise mixtures and LibriVox at clean/10/0 dB).
+bench-vad: setup peers-vad
+	$(VENV)/bin/speechkit prepare librivox --out-dir data/librivox
+	$(PY) bench/vad.py
 
 # Whisper on the real LibriVox clips and the tiny synthetic test set (WER, RTFx), scored by speechkit's WER.
 bench-asr-peers: setup peers-whisper

@@ -14,9 +14,17 @@ __all__ = ["PostProcessingOptions", "Segment", "StreamingSegmenter", "load_model
 
 
 def load_model(path: str | None = None, device: str = "cpu") -> VADModel:
-    """Load a VAD model file as a :class:`~speechkit.vad.model.VADModel` (``.frame_probs(samples, sample_rate)``,
-    ``.segments(...)``); see :func:`speechkit.vad.model.load_model`. ``None`` (the bundled model) raises a clear
-    ``ModelNotFoundError`` until one is bundled."""
+    """Load a VAD model as a :class:`~speechkit.vad.model.VADModel` (``.frame_probs(samples, sample_rate)``,
+    ``.segments(...)``); see :func:`speechkit.vad.model.load_model`.
+
+    Args:
+        path: a model file, a folder holding ``model.safetensors``, a registry name, or ``None``: the bundled
+            default VAD (with its dev-tuned post-processing).
+        device: where to run.
+
+    Returns:
+        The loaded :class:`~speechkit.vad.model.VADModel`.
+    """
     from speechkit.vad.model import load_model as _load
 
     return _load(path, device)

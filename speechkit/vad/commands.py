@@ -1,9 +1,13 @@
-"""``speechkit vad``: speech segments of audio files with a VAD model file (text or JSON lines)."""
+"""``speechkit vad``: speech segments of audio files with a VAD model (text or JSON lines).
+
+Without ``--model`` the bundled VAD is used. Post-processing settings left unset come from the model file (the
+bundled model carries the onset/offset tuned on its dev set); a file without them gets NeMo's frame-VAD defaults.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from speechkit.vad.postprocess import PostProcessingOptions, Segment
 
@@ -16,14 +20,21 @@ class VadCommand:
 
     files: list[str] = field(metadata={"help": "audio files (any format soundfile, ffmpeg or sox reads)"})
     model: str | None = field(default=None, metadata={
-        "help": "VAD model file exported by recipes/vad/marblenet/train.py (unset: the bundled one, none yet)"})
+        "help": "VAD model: a file exported by recipes/vad/marblenet/train.py or a registry name (unset: the bundled "
+                "one)"})
     json: bool = field(default=False, metadata={"help": "print one JSON object per file (segments and frame shift)"})
-    onset: float = field(default=0.3, metadata={"help": "speech starts above this probability"})
-    offset: float = field(default=0.3, metadata={"help": "speech ends below this probability"})
-    pad_onset: float = field(default=0.2, metadata={"help": "seconds added before each segment"})
-    pad_offset: float = field(default=0.2, metadata={"help": "seconds added after each segment"})
-    min_duration_on: float = field(default=0.2, metadata={"help": "drop shorter segments (seconds)"})
-    min_duration_off: float = field(default=0.2, metadata={"help": "fill shorter gaps (seconds)"})
+    onset: float | None = field(default=None, metadata={
+        "help": "speech starts above this probability (unset: the model's; bundled 0.7)"})
+    offset: float | None = field(default=None, metadata={
+        "help": "speech ends below this probability (unset: the model's; bundled 0.6)"})
+    pad_onset: float | None = field(default=None, metadata={
+        "help": "seconds added before each segment (unset: the model's; bundled 0)"})
+    pad_offset: float | None = field(default=None, metadata={
+        "help": "seconds added after each segment (unset: the model's; bundled 0)"})
+    min_duration_on: float | None = field(default=None, metadata={
+        "help": "drop shorter segments, seconds (unset: the model's; bundled 0.2)"})
+    min_duration_off: float | None = field(default=None, metadata={
+        "help": "fill shorter gaps, seconds (unset: the model's; bundled 0.2)"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda ..."})
 
 
@@ -42,13 +53,25 @@ class VadOutput:
 
 
 def vad_command(cmd: VadCommand) -> VadOutput:
-    """Run the VAD over each file."""
+    """Run the VAD over each file.
+
+    Args:
+        cmd: the options; unset post-processing fields take the model's defaults (:attr:`VADModel.postprocess`).
+
+    Returns:
+        The segments of every file.
+
+    Raises:
+        ModelNotFoundError: ``--model`` names no file or registry entry.
+        ValueError: a bad model file or audio file, or bad post-processing values.
+    """
     from speechkit.audio.io import load_audio
     from speechkit.vad.model import load_model
 
     vad = load_model(cmd.model, cmd.device)
-    opts = PostProcessingOptions(cmd.onset, cmd.offset, cmd.pad_onset, cmd.pad_offset, cmd.min_duration_on,
-                                 cmd.min_duration_off)
+    given = {k: getattr(cmd, k) for k in ("onset", "offset", "pad_onset", "pad_offset", "min_duration_on",
+                                          "min_duration_off") if getattr(cmd, k) is not None}
+    opts: PostProcessingOptions = replace(vad.postprocess, **given)
     results = []
     for path in cmd.files:
         samples = load_audio(path, vad.sample_rate)

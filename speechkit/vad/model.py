@@ -1,13 +1,18 @@
 """The VAD facade: load an exported MarbleNet model file and get frame speech probabilities or speech segments.
 
 No Lightning is imported. ``load_model(path)`` reads a file written by
-``recipes/vad/marblenet/train.py`` (:meth:`speechkit.models.vad.VADLightningModule.export`); ``load_model(None)``
-means the bundled default VAD model, which raises a clear :class:`~speechkit.assets.ModelNotFoundError` until
-one is bundled.
+``recipes/vad/marblenet/train.py`` (:meth:`speechkit.models.vad.VADLightningModule.export`); ``load_model()``
+(no argument) loads the bundled default VAD model (``speechkit/assets/vad_marblenet.safetensors``, registry entry
+``marblenet-vad-synth``: 91 k parameters, float16, about 190 KB).
+
+A model file's config may carry a ``postprocess:`` section (the fields of :class:`PostProcessingOptions`, e.g. the
+onset/offset tuned on a dev set); it becomes the model's default post-processing (:attr:`VADModel.postprocess`),
+used by :meth:`VADModel.segments` and ``speechkit vad`` unless options are given. Without one, NeMo's frame-VAD
+defaults apply. ``recipes/vad/marblenet/bundle.py`` writes such a file.
 
 Example:
     >>> from speechkit.vad import load_model
-    >>> vad = load_model("exp/vad/model.safetensors")  # doctest: +SKIP
+    >>> vad = load_model()  # doctest: +SKIP
     >>> probs = vad.frame_probs(samples, 16000)  # (T,) one per 20 ms  # doctest: +SKIP
     >>> vad.segments(samples, 16000)  # doctest: +SKIP
     [Segment(start=0.38, end=2.1), ...]
@@ -17,8 +22,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +34,10 @@ from speechkit.vad.postprocess import PostProcessingOptions, Segment, StreamingS
 
 __all__ = ["VADModel", "load_model"]
 
-TRAINING_HINT = ("no VAD model is bundled yet: pass the path of a model file, e.g. one trained with "
+TRAINING_HINT = ("reinstall speechkit to restore the bundled VAD model, or train one with "
                  "`python recipes/vad/marblenet/train.py` (see recipes/vad/marblenet/README.md)")
+#: The config section of a model file that holds its default post-processing.
+POSTPROCESS_KEY = "postprocess"
 
 
 class VADModel:
@@ -38,12 +46,18 @@ class VADModel:
     Args:
         network: a frame-mode :class:`MarbleNet`.
         source: where it was loaded from (shown in ``repr``).
+        postprocess: default post-processing of :meth:`segments` and :meth:`stream_segments` (``None``: NeMo's
+            frame-VAD defaults); its ``frame_shift`` is set to the network's.
+
+    Attributes:
+        postprocess: the default post-processing (from the model file's ``postprocess:`` config section).
     """
 
-    def __init__(self, network: MarbleNet, source: str = "") -> None:
+    def __init__(self, network: MarbleNet, source: str = "", postprocess: PostProcessingOptions | None = None) -> None:
         self.network = network.eval()
         self.cfg = network.cfg
         self.source = source
+        self.postprocess = replace(postprocess or PostProcessingOptions(), frame_shift=self.cfg.frame_shift)
 
     @property
     def sample_rate(self) -> int:
@@ -92,8 +106,8 @@ class VADModel:
 
     def segments(self, samples: np.ndarray | torch.Tensor, sample_rate: int,
                  options: PostProcessingOptions | None = None) -> list[Segment]:
-        """Speech segments (seconds) of a waveform; ``options`` default to NeMo's frame-VAD post-processing."""
-        opts = replace(options or PostProcessingOptions(), frame_shift=self.frame_shift)
+        """Speech segments (seconds) of a waveform ``(N,)``; ``options`` default to :attr:`postprocess`."""
+        opts = replace(options or self.postprocess, frame_shift=self.frame_shift)
         return speech_segments(self.frame_probs(samples, sample_rate), opts)
 
     def stream_segments(self, chunks: Iterator[np.ndarray], sample_rate: int,
@@ -103,9 +117,9 @@ class VADModel:
 
         The network sees ``context_seconds`` of past audio before each chunk (its receptive field is about 0.9 s
         either side), so probabilities near chunk edges differ slightly from offline ones; the post-processing
-        itself is exact (:class:`StreamingSegmenter`).
+        itself is exact (:class:`StreamingSegmenter`). ``options`` default to :attr:`postprocess`.
         """
-        opts = replace(options or PostProcessingOptions(), frame_shift=self.frame_shift)
+        opts = replace(options or self.postprocess, frame_shift=self.frame_shift)
         seg = StreamingSegmenter(opts)
         hop = round(self.frame_shift * self.sample_rate)
         ctx = int(context_seconds / self.frame_shift) * hop
@@ -131,17 +145,38 @@ class VADModel:
         yield from seg.finish()
 
 
+def _postprocess_options(section: Any, path: Path) -> PostProcessingOptions:
+    """A model file's ``postprocess:`` config section -> options; unknown keys or bad values name the file."""
+    from speechkit.modules.export import ModelFileError
+
+    if not isinstance(section, dict):
+        raise ModelFileError(f"{path}: its config's {POSTPROCESS_KEY} section is not a mapping")
+    known = {f.name for f in fields(PostProcessingOptions)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ModelFileError(f"{path}: unknown {POSTPROCESS_KEY} key(s) {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+    try:
+        return PostProcessingOptions(**section)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: bad {POSTPROCESS_KEY} section: {err}") from None
+
+
 def load_model(name_or_path: str | os.PathLike[str] | None = None, device: str = "cpu") -> VADModel:
-    """Load a VAD model file (or the bundled default: none yet).
+    """Load a VAD model file, or the bundled default model.
 
     Args:
-        name_or_path: a model file, a folder holding ``model.safetensors``, a registry name, or ``None``.
+        name_or_path: a model file, a folder holding ``model.safetensors``, a registry name (``"marblenet-vad-synth"``),
+            or ``None`` for the bundled default.
         device: where to run.
 
+    Returns:
+        The model in eval mode (float32 weights, whatever the file stores), with the file's default post-processing.
+
     Raises:
-        ModelNotFoundError: (a ``FileNotFoundError``) ``None`` while no VAD model is bundled, an unknown name, or a
-            missing path.
-        ModelFileError: (a ``ValueError``) not a speechkit VAD model file.
+        ModelNotFoundError: (a ``FileNotFoundError``) an unknown name, a missing path, or (``None``) a bundled file
+            missing from the installation.
+        ModelFileError: (a ``ValueError``) not a speechkit VAD model file, or a bad config.
     """
     from omegaconf import OmegaConf
 
@@ -156,11 +191,17 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, device: str =
         raise
     mf = read_model_file(path, expected_kind="vad", device=device)
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MarbleNetConfig),
-                                                  OmegaConf.create(mf.config_yaml)))
+        raw = OmegaConf.to_container(OmegaConf.create(mf.config_yaml or "{}"))
+    except Exception as err:  # noqa: BLE001 - any YAML failure means a bad file
+        raise ModelFileError(f"{path}: its config is not YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{path}: its config is not a mapping")
+    postprocess = _postprocess_options(raw.pop(POSTPROCESS_KEY), Path(path)) if POSTPROCESS_KEY in raw else None
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MarbleNetConfig), OmegaConf.create(raw)))
     except Exception as err:  # noqa: BLE001 - any config failure means a bad file
         raise ModelFileError(f"{path}: its config does not describe a MarbleNet: {err}") from None
     assert isinstance(cfg, MarbleNetConfig)
     network = MarbleNet(cfg)
     network.load_state_dict({k: v.float() for k, v in mf.state_dict.items()})
-    return VADModel(network.to(device), source=str(Path(path)))
+    return VADModel(network.to(device), source=str(Path(path)), postprocess=postprocess)

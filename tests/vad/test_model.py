@@ -57,9 +57,13 @@ def test_segments_and_stream(model_file: Path) -> None:
     assert all(s.end <= 3.0 for s in chunked)
 
 
-def test_no_bundled_model_is_a_clear_error() -> None:
-    with pytest.raises(ModelNotFoundError, match="no VAD model is bundled yet"):
+def test_missing_bundled_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # An installation without the bundled file (the registry still lists it).
+    monkeypatch.setattr("speechkit.assets.ASSETS_DIR", tmp_path)
+    with pytest.raises(ModelNotFoundError, match="not installed.*reinstall speechkit to restore the bundled VAD model"):
         load_model(None)
+    with pytest.raises(ModelNotFoundError, match="unknown vad model name 'no-such-vad'"):
+        load_model("no-such-vad")
 
 
 def test_wrong_kind(tmp_path: Path) -> None:
@@ -74,8 +78,8 @@ def test_cli(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
                      str(wav)]) == 0
     out = json.loads(capsys.readouterr().out.strip())
     assert out["audio"] == str(wav) and out["duration"] == 2.0 and isinstance(out["segments"], list)
-    assert cli.main(["vad", str(wav)]) != 0
-    assert "no VAD model is bundled yet" in capsys.readouterr().err
+    assert cli.main(["vad", "--model", "no-such-vad", str(wav)]) != 0
+    assert "unknown vad model name 'no-such-vad'" in capsys.readouterr().err
 
 
 def test_facade_imports_no_lightning() -> None:
