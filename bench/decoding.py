@@ -14,8 +14,14 @@ benchmark utterances; the TDT duration biases favour 1-3 frames (mean about 2); 
 results), so these numbers compare the decoders' mechanics, not real-model speed.
 
 **Trained models**: ``--model PATH`` (repeatable) loads an exported model file with ``TransducerASR.from_model_file`` and
-decodes with its ``prediction`` and ``joint``; ``--encoder-out FILE`` gives real encoder outputs to decode (a
+decodes with its ``prediction`` and ``joint``. With ``--manifest FILE`` (a NeMo manifest, e.g. the synthetic test
+split) each model decodes **its own encoder's output** on that audio (the first ``--utterances`` lines, or all with
+``--utterances 0``), as a real system would; ``--encoder-out FILE`` gives fixed encoder outputs instead (a
 ``torch.save`` dict with ``y`` ``(B, T, D)`` and ``y_lens`` ``(B,)``), otherwise random ones of the model's width.
+The encoder's time is not counted.
+
+    python bench/decoding.py --model exp/fastconformer_tdt/model.safetensors \
+        --model exp/fastconformer_rnnt/model.safetensors --manifest data/synth_en/test.json --utterances 0
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ class Model:
     joint: Joint
     synthetic: bool
     blank_bias: float | None = None
+    network: object | None = None  # the whole TransducerASR (trained models), for --manifest
+    enc: tuple[torch.Tensor, torch.Tensor] | None = None  # its own encoder output (B, T, D), (B,)
 
 
 def _synthetic(kind: str, calib: torch.Tensor, calib_lens: torch.Tensor, frames_per_token: float,
@@ -95,7 +103,29 @@ def _trained(path: str) -> Model:
     # The network itself, not the transcription facade: the bench times the decoder parts alone.
     model, _, _ = TransducerASR.from_model_file(path)
     joint = model.joint
-    return Model(Path(path).stem, joint.layout.kind, model.prediction.eval(), joint.eval(), synthetic=False)
+    name = Path(path).parent.name if Path(path).stem == "model" else Path(path).stem  # exp/<run>/model.safetensors
+    return Model(name, joint.layout.kind, model.prediction.eval(), joint.eval(), synthetic=False,
+                 network=model.eval())
+
+
+def _encode_manifest(model: Model, manifest: str, limit: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The model's own encoder output on the manifest's audio: ``(B, T, D)``, ``(B,)`` and the audio seconds."""
+    from speechkit.audio.io import load_audio
+    from speechkit.data.manifests import read_manifest, resolve_audio_path
+
+    entries = list(read_manifest(manifest))
+    entries = entries[:limit] if limit > 0 else entries
+    net = model.network
+    outs, lens, seconds = [], [], 0.0
+    with torch.no_grad():
+        for e in entries:
+            x = torch.from_numpy(load_audio(resolve_audio_path(manifest, e.audio_filepath), net.sample_rate))
+            y, y_len = net.encode(x[None], torch.tensor([x.numel()]))
+            outs.append(y[0, : int(y_len[0])])
+            lens.append(int(y_len[0]))
+            seconds += x.numel() / net.sample_rate
+    f = torch.nn.utils.rnn.pad_sequence(outs, batch_first=True)
+    return f, torch.tensor(lens), seconds
 
 
 def _time(model: Model, f: torch.Tensor, lens: torch.Tensor, batch: int, repeat: int) -> tuple[float, list]:
@@ -126,6 +156,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the bench machine is shared)")
     parser.add_argument("--model", action="append", default=[], help="exported model file(s); default: synthetic")
     parser.add_argument("--encoder-out", help="torch.save'd {'y': (B, T, D), 'y_lens': (B,)} to decode")
+    parser.add_argument("--manifest", help="trained models: decode each model's own encoder output on this audio")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "decoding.json"))
     args = parser.parse_args()
@@ -135,7 +166,14 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     models = [_trained(p) for p in args.model]
     dim = models[0].joint.enc.in_features if models else ENCODER_DIM
-    if args.encoder_out:
+    if args.manifest:
+        if not models:
+            parser.error("--manifest needs --model")
+        for m in models:
+            f_m, lens_m, audio_s_manifest = _encode_manifest(m, args.manifest, args.utterances)
+            m.enc = (f_m, lens_m)
+        f_all, lens_all = models[0].enc
+    elif args.encoder_out:
         saved = torch.load(args.encoder_out, weights_only=True)
         f_all, lens_all = saved["y"], saved["y_lens"]
     else:
@@ -147,10 +185,10 @@ def main() -> None:
                   for i, k in enumerate(SYNTHETIC)]
 
     rows = []
-    f, lens = f_all, lens_all
-    audio_s = float(lens.sum()) * FRAME_S
     for batch in args.batch:
         for model in models:
+            f, lens = model.enc if model.enc is not None else (f_all, lens_all)
+            audio_s = audio_s_manifest if args.manifest else float(lens.sum()) * FRAME_S
             seconds, hyps = _time(model, f, lens, batch, args.repeat)
             tokens = sum(len(h) for h in hyps)
             counts = [Counter(h.frames) for h in hyps]
@@ -168,18 +206,20 @@ def main() -> None:
                 row["blank_bias"] = model.blank_bias
             rows.append(row)
 
-    print(f"{'model':<12}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'RTFx':>9}  notes")
+    print(f"{'model':<20}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'RTFx':>9}  notes")
     for r in rows:
         note = "synthetic weights" if r["synthetic_weights"] else "trained"
         if "mean_token_duration" in r:
             note += f", mean duration {r['mean_token_duration']:.2f}"
-        print(f"{r['model']:<12}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
+        print(f"{r['model']:<20}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
               f"{r['frames_per_token']:>8.2f}{r['rtfx']:>9.0f}  {note}")
     result = {
         "what": "greedy label-looping decoding time given encoder outputs (decoder + joint only), CPU",
         "weights": "synthetic (random, blank bias calibrated)" if not args.model else "trained",
         "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "threads": args.threads, "repeat": args.repeat, "seconds_per_utterance": args.seconds,
+        "threads": args.threads, "repeat": args.repeat,
+        "audio": args.manifest or ("encoder outputs of " + args.encoder_out if args.encoder_out else
+                                   f"random encoder outputs, {args.utterances} x {args.seconds} s"),
         "sizes": {"encoder": dim, "prediction": PRED_DIM, "joint": JOINT_DIM, "vocab": VOCAB} if not args.model else None,
         "rows": rows,
     }

@@ -3,6 +3,8 @@
 - :func:`greedy_transducer_decode` with :class:`GreedyOptions` -> list of :class:`Hypothesis`;
 - :func:`ctc_greedy_decode` -> list of :class:`Hypothesis`;
 - :func:`token_timestamps`, :func:`word_timestamps` (:mod:`speechkit.decoding.timestamps`);
+- :class:`StreamingTransducerDecoder`, :class:`StreamingCTCDecoder` with :class:`DecoderStreamState`: the same
+  greedy decisions chunk by chunk (:mod:`speechkit.decoding.streaming`);
 - :mod:`speechkit.decoding.reference`: per-utterance frame-looping decoders, the specification for the tests.
 
 Example:
@@ -19,12 +21,16 @@ Example:
 
 from speechkit.decoding.greedy import GreedyOptions, ctc_greedy_decode, greedy_transducer_decode
 from speechkit.decoding.hypotheses import BatchedHyps, Hypothesis
+from speechkit.decoding.streaming import DecoderStreamState, StreamingCTCDecoder, StreamingTransducerDecoder
 from speechkit.decoding.timestamps import WordTimestamp, frame_seconds, token_timestamps, word_timestamps
 
 __all__ = [
     "BatchedHyps",
+    "DecoderStreamState",
     "GreedyOptions",
     "Hypothesis",
+    "StreamingCTCDecoder",
+    "StreamingTransducerDecoder",
     "WordTimestamp",
     "ctc_greedy_decode",
     "frame_seconds",

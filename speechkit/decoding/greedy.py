@@ -27,6 +27,11 @@ that actually took the decision (NeMo's batched decoder overwrote them batch-wid
 duration m_i moves just that hypothesis on by m_i frames: the result is exactly the per-utterance result (the tests
 check it against :mod:`speechkit.decoding.reference`) and the batch never waits on its slowest member's skips.
 
+**Streaming.** The loop itself is :func:`label_loop`, which runs over a window of frames ``[offset, end)`` and
+keeps where it stands in a :class:`LabelLoopState`; offline decoding is one call over the whole utterance, and
+:mod:`speechkit.decoding.streaming` makes one call per chunk of encoder frames with the same state, which gives the
+same decisions.
+
 **Scores** are log-probabilities (log-softmax over the token classes, plus the duration log-softmax for TDT) summed
 over every decision the decoder took, blanks included: the log-probability of the greedy alignment. They are the
 same on every device (NeMo sums raw logits on GPU and log-probs on CPU).
@@ -53,7 +58,7 @@ from speechkit.decoding.hypotheses import BatchedHyps, Hypothesis
 from speechkit.losses.layout import JointLayout
 from speechkit.modules.transducer import Joint, PredictionNetwork, PredictionState, select_state
 
-__all__ = ["GreedyOptions", "ctc_greedy_decode", "greedy_transducer_decode"]
+__all__ = ["GreedyOptions", "LabelLoopState", "ctc_greedy_decode", "greedy_transducer_decode", "label_loop"]
 
 
 @dataclass(frozen=True)
@@ -153,29 +158,97 @@ def greedy_transducer_decode(
     """
     options = options or GreedyOptions()
     lengths = _check_inputs(encoder_out, encoder_lengths)
-    layout = joint.layout
     batch, max_t, _ = encoder_out.shape
     device = encoder_out.device
     dtype = next(joint.parameters()).dtype
-    rule = _Rule(layout, options, device)
-    vocab = layout.vocab_size
-
     if batch == 0:
         return []
     # A frame emits at most max_symbols labels (the guard), so T * max_symbols slots always suffice.
     hyps = BatchedHyps.allocate(batch, max_t * options.max_symbols, device, torch.promote_types(dtype, torch.float32))
+    loop = LabelLoopState.start(batch, prediction, joint, device, dtype)
     enc = joint.project_encoder(encoder_out.to(dtype))  # (B, T, J), projected once
+    label_loop(enc, torch.zeros_like(lengths), lengths, loop, hyps, prediction, joint, options)
+    return hyps.to_list(lengths, with_durations=joint.layout.kind == "tdt")
+
+
+@dataclass
+class LabelLoopState:
+    """Where label looping stands for B hypotheses between two calls of :func:`label_loop`.
+
+    Offline decoding makes one call over the whole utterance; streaming decoding
+    (:mod:`speechkit.decoding.streaming`) makes one per chunk of encoder frames and keeps this in between. Every
+    field is ``(B,)`` unless told.
+
+    Attributes:
+        pred: ``(B, J)`` the joint's projection of the prediction-network output for the last emitted label.
+        state: the prediction network's LSTM state after the last emitted label, ``(L, B, H)`` each.
+        t: absolute index of the next frame to look at; a TDT jump or a big blank may put it past the frames seen
+            so far (the skip is then carried into later chunks).
+        run: labels emitted in a row at ``run_frame`` (the ``max_symbols`` guard).
+        run_frame: frame of the last emitted label (-1 before the first).
+    """
+
+    pred: Tensor
+    state: PredictionState
+    t: Tensor
+    run: Tensor
+    run_frame: Tensor
+
+    @classmethod
+    def start(cls, batch: int, prediction: PredictionNetwork, joint: Joint, device: torch.device,
+              dtype: torch.dtype) -> LabelLoopState:
+        """The state before any frame: the prediction network has seen the start id (``prediction.blank_id``)."""
+        sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
+        g, state = prediction.step(sos, prediction.init_state(batch, device, dtype))
+        t = torch.zeros(batch, dtype=torch.long, device=device)
+        return cls(joint.project_prediction(g), state, t, torch.zeros_like(t), torch.full_like(t, -1))
+
+
+def label_loop(
+    enc: Tensor,
+    offset: Tensor,
+    end: Tensor,
+    loop: LabelLoopState,
+    hyps: BatchedHyps,
+    prediction: PredictionNetwork,
+    joint: Joint,
+    options: GreedyOptions,
+) -> None:
+    """Run label looping over the frames ``[offset, end)`` of each hypothesis; updates ``loop`` and ``hyps`` in place.
+
+    Row ``b`` of ``enc`` holds the (projected) frames ``offset[b] .. offset[b] + T - 1`` of its utterance. A
+    hypothesis stops when its next frame ``t`` reaches ``end``: for the last chunk that is the utterance's end; for
+    an earlier chunk it is a pause, and calling again with the next frames continues exactly where this call
+    stopped (the decisions are those of one call over all the frames).
+
+    Args:
+        enc: ``(B, T, J)`` encoder frames after :meth:`Joint.project_encoder`.
+        offset: ``(B,)`` absolute index of ``enc[:, 0]``.
+        end: ``(B,)`` absolute end of the valid frames, ``<= offset + T``.
+        loop: the state to continue from (:meth:`LabelLoopState.start` for a new utterance).
+        hyps: where emitted labels (absolute frames) and scores go.
+        prediction: the prediction network.
+        joint: the joint.
+        options: :class:`GreedyOptions`.
+    """
+    batch, num_t = enc.shape[:2]
+    if batch == 0 or num_t == 0:
+        return
+    device = enc.device
+    rule = _Rule(joint.layout, options, device)
+    vocab = joint.layout.vocab_size
     rows = torch.arange(batch, device=device)
-    last_frame = (lengths - 1).clamp(min=0)
+    last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
     sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
     compact = options.compact if options.compact is not None else device.type == "cpu" and batch > 1
 
     def decide(mask: Tensor, t: Tensor, pred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Joint + decision for the rows in ``mask`` (other rows: unspecified values, masked out by the caller)."""
         if not compact:
-            return rule(joint.joint_after_projection(enc[rows, torch.minimum(t, last_frame)], pred))
+            return rule(joint.joint_after_projection(enc[rows, torch.minimum(t - offset, last).clamp(min=0)], pred))
         idx = mask.nonzero().squeeze(1)
-        out = rule(joint.joint_after_projection(enc[idx, torch.minimum(t[idx], last_frame[idx])], pred[idx]))
+        local = torch.minimum(t[idx] - offset[idx], last[idx]).clamp(min=0)
+        out = rule(joint.joint_after_projection(enc[idx, local], pred[idx]))
         return tuple(torch.zeros(batch, dtype=x.dtype, device=device).index_copy_(0, idx, x) for x in out)
 
     def predict(found: Tensor, label: Tensor, pred: Tensor, state: PredictionState) -> tuple[Tensor, PredictionState]:
@@ -191,13 +264,8 @@ def greedy_transducer_decode(
         pred = pred.index_copy(0, idx, joint.project_prediction(g_new))
         return pred, PredictionState(state.h.index_copy(1, idx, sub.h), state.c.index_copy(1, idx, sub.c))
 
-    g, state = prediction.step(sos, prediction.init_state(batch, device, dtype))
-    pred = joint.project_prediction(g)  # (B, J), projected once per emitted label
-
-    t = torch.zeros(batch, dtype=torch.long, device=device)  # next frame to look at
-    run_frame = torch.full_like(t, -1)  # frame of the last emitted label
-    run = torch.zeros_like(t)  # labels emitted in a row at run_frame
-    active = t < lengths
+    pred, state, t, run, run_frame = loop.pred, loop.state, loop.t, loop.run, loop.run_frame
+    active = t < end
 
     while bool(active.any()):
         was_active = active
@@ -206,7 +274,7 @@ def greedy_transducer_decode(
         hyps.add_scores(active, log_prob)
         t = torch.where(active, t + advance, t)
         is_blank = label >= vocab
-        active = t < lengths
+        active = t < end
         searching = active & is_blank
         # Inner loop: only the joint, only for hypotheses that found a blank and still have frames.
         while bool(searching.any()):
@@ -217,11 +285,11 @@ def greedy_transducer_decode(
             advance = torch.where(searching, more_advance, advance)
             t = torch.where(searching, t + more_advance, t)
             is_blank = label >= vocab
-            active = t < lengths
+            active = t < end
             searching = active & is_blank
 
         # A label found by a hypothesis that was live at the start of the iteration is emitted even when its TDT
-        # jump ended the utterance.
+        # jump ended the utterance (or the chunk: the jump is carried in t).
         found = was_active & ~is_blank
         hyps.append(found, label, frame, advance)
         pred, state = predict(found, label, pred, state)
@@ -231,9 +299,9 @@ def greedy_transducer_decode(
         run_frame = torch.where(found, frame, run_frame)
         forced = found & (t == frame) & (run >= options.max_symbols)
         t = t + forced.long()
-        active = t < lengths
+        active = t < end
 
-    return hyps.to_list(lengths, with_durations=layout.kind == "tdt")
+    loop.pred, loop.state, loop.t, loop.run, loop.run_frame = pred, state, t, run, run_frame
 
 
 @torch.no_grad()

@@ -4,7 +4,10 @@
   (:mod:`speechkit.inference.offline`); the user-facing facade is :mod:`speechkit.asr`;
 - :func:`evaluate_manifest` -> :class:`ASREvalReport`: WER, CER, RTFx on a manifest
   (:mod:`speechkit.inference.evaluate`);
-- :mod:`speechkit.inference.commands`: ``speechkit transcribe`` and ``speechkit eval-asr``.
+- :class:`Recognizer` (:class:`StreamingOptions`) -> :class:`Stream` -> :class:`StreamResult`: cache-aware streaming
+  recognition of chunked-limited models (:mod:`speechkit.inference.streaming`);
+- :mod:`speechkit.inference.commands`: ``speechkit transcribe`` and ``speechkit eval-asr``;
+  :mod:`speechkit.inference.stream_cli`: ``speechkit stream``.
 
 This package never imports Lightning or lhotse. Names are re-exported lazily, so ``import speechkit.inference``
 imports no torch until one is used.
@@ -30,6 +33,10 @@ _EXPORTS = {
     "ASREvalReport": "evaluate",
     "UtteranceResult": "evaluate",
     "evaluate_manifest": "evaluate",
+    "Recognizer": "streaming",
+    "Stream": "streaming",
+    "StreamResult": "streaming",
+    "StreamingOptions": "streaming",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,6 +22,13 @@ Padding never changes valid frames (a batch equals each utterance alone): the su
 attention ignores padded keys, the convolution module zeroes padded frames before its depthwise convolution, and
 the output is zero beyond each length.
 
+Cache-aware streaming (:meth:`FastConformerEncoder.streaming_forward`, :meth:`~FastConformerEncoder.init_state`):
+a model with ``chunked_limited`` attention, causal convolutions and causal subsampling encodes a stream chunk by
+chunk with explicit caches (:class:`~speechkit.modules.streaming.EncoderStreamState`) and returns exactly the
+frames of :meth:`~FastConformerEncoder.forward` on the whole input. Multi-lookahead models list several
+``att_context_size`` options: training draws one per forward pass, inference uses the first or the one chosen with
+:meth:`~FastConformerEncoder.set_att_context_size`.
+
 Example:
     >>> import torch
     >>> enc = FastConformerEncoder(FastConformerConfig.preset("tiny")).eval()
@@ -32,11 +39,10 @@ Example:
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +55,7 @@ from speechkit.modules.attention import (
     RelPositionalEncoding,
     RelPositionMultiHeadAttention,
 )
+from speechkit.modules.streaming import EncoderStreamState, StreamingGeometry, append_frames, drop_frames
 from speechkit.modules.subsampling import SUBSAMPLING_FACTORS, DwStridingSubsampling, subsampled_lengths
 
 __all__ = [
@@ -114,7 +121,8 @@ class FastConformerConfig:
     subsampling_channels: int = 256
     causal_downsampling: bool = False
     conv_context: str = "symmetric"
-    att_context_size: tuple[int, int] | list[tuple[int, int]] = (-1, -1)
+    # Typed Any for OmegaConf, which cannot hold a union of a pair and a list of pairs; validate() checks the shape.
+    att_context_size: Any = (-1, -1)  # tuple[int, int] | list[tuple[int, int]]
     att_context_probs: list[float] | None = None
     att_context_style: str = "regular"
     global_tokens: int = 0
@@ -299,9 +307,8 @@ class ConformerBlock(nn.Module):
           padding.
         - output: ``(B, T, d_model)``.
 
-    Streaming (a later issue) threads two caches through a block: the attention's ``memory`` (earlier normalised
-    attention inputs) and the convolution module's ``cache`` (its last ``kernel - 1`` depthwise inputs); both parts
-    already take them.
+    Streaming (:meth:`stream_step`) threads two caches through a block: the attention's ``memory`` (earlier
+    normalised attention inputs) and the convolution module's ``cache`` (its last ``kernel - 1`` depthwise inputs).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, conv_kernel: int, conv_norm: str = "batch_norm",
@@ -322,6 +329,30 @@ class ConformerBlock(nn.Module):
         x = x + self.dropout(self.conv(x, pad_mask))
         x = x + 0.5 * self.dropout(self.ff2(x))
         return self.norm_out(x)
+
+    def stream_step(self, x: torch.Tensor, pos_emb: torch.Tensor, att_mask: AttentionMask, pad_mask: torch.Tensor,
+                    memory: torch.Tensor, conv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One block on one chunk, continuing from the caches.
+
+        Args:
+            x: the chunk ``(B, T, d_model)``, left-aligned (padding after each row's frames).
+            pos_emb: ``(1, 2K - 1, d_model)``, ``K = C + T``.
+            att_mask: dense mask ``(B, 1, 1, K)`` over ``memory`` + chunk.
+            pad_mask: ``(B, T)`` bool, True on padding.
+            memory: ``(B, C, d_model)`` cached attention inputs.
+            conv_cache: ``(B, d_model, kernel - 1)`` cached depthwise inputs.
+
+        Returns:
+            ``(y, att_in, conv_cache)``: output ``(B, T, d_model)``, this chunk's attention inputs ``(B, T,
+            d_model)`` (for the attention cache) and the next convolution cache.
+        """
+        x = x + 0.5 * self.dropout(self.ff1(x))
+        att_in = self.norm_att(x)
+        x = x + self.dropout(self.att(att_in, pos_emb, att_mask, memory=memory))
+        conv_out, conv_cache = self.conv(x, pad_mask, cache=conv_cache)
+        x = x + self.dropout(conv_out)
+        x = x + 0.5 * self.dropout(self.ff2(x))
+        return self.norm_out(x), att_in, conv_cache
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -382,8 +413,12 @@ class FastConformerEncoder(nn.Module):
         self.att_context = AttentionContext(left, right, self.cfg.att_context_style, self.cfg.global_tokens)
 
     def _pick_context(self) -> AttentionContext:
+        # Multi-lookahead training: one option per forward pass, drawn from torch's RNG so seeding torch makes runs
+        # repeatable (and each DDP rank draws from its own seeded stream).
         if self.training and len(self._contexts) > 1:
-            return random.choices(self._contexts, weights=self.cfg.att_context_probs)[0]
+            probs = self.cfg.att_context_probs
+            weights = torch.tensor(probs if probs is not None else [1.0] * len(self._contexts), dtype=torch.float64)
+            return self._contexts[int(torch.multinomial(weights, 1))]
         return self.att_context
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -407,6 +442,205 @@ class FastConformerEncoder(nn.Module):
         for layer in self.layers:
             h = layer(h, pos_emb, att_mask, pad_mask)
         return h.masked_fill(pad_mask[..., None], 0.0), lengths
+
+    # -- cache-aware streaming ------------------------------------------------------------------------------------
+
+    def _stream_context(self) -> AttentionContext:
+        """The evaluation context, checked to be streamable (else a FastConformerConfigError naming the field)."""
+        cfg, ctx = self.cfg, self.att_context
+        if not cfg.causal_downsampling:
+            raise FastConformerConfigError("FastConformerConfig.causal_downsampling=False: streaming needs the causal "
+                                           "subsampling (True)")
+        if cfg.conv_context != "causal":
+            raise FastConformerConfigError(f"FastConformerConfig.conv_context={cfg.conv_context!r}: streaming needs "
+                                           "'causal' convolutions")
+        if ctx.style != "chunked_limited":
+            raise FastConformerConfigError(f"FastConformerConfig.att_context_style={ctx.style!r}: streaming needs "
+                                           "'chunked_limited' attention")
+        if ctx.left < 0:
+            raise FastConformerConfigError(f"FastConformerConfig.att_context_size=({ctx.left}, {ctx.right}): "
+                                           "streaming caches the left context, so it must be finite (>= 0)")
+        if ctx.global_tokens:
+            raise FastConformerConfigError(f"FastConformerConfig.global_tokens={ctx.global_tokens}: global tokens "
+                                           "see the future and cannot stream")
+        return ctx
+
+    def streaming_geometry(self, hop_s: float = 0.01, frontend_lookahead_s: float = 0.0) -> StreamingGeometry:
+        """Chunk sizes and latency of :meth:`streaming_forward` at the current attention context.
+
+        Args:
+            hop_s: seconds per feature frame.
+            frontend_lookahead_s: audio the feature front end needs after a frame's centre (for the latency).
+
+        Returns:
+            The geometry.
+
+        Raises:
+            FastConformerConfigError: the encoder cannot stream (not causal, not chunked_limited, unlimited left).
+        """
+        ctx = self._stream_context()
+        return StreamingGeometry.from_context(ctx.left, ctx.right, self.cfg.subsampling_factor, hop_s,
+                                              frontend_lookahead_s)
+
+    def init_state(self, batch: int, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> EncoderStreamState:
+        """A fresh streaming state for ``batch`` streams (zero caches = the offline zero padding).
+
+        Args:
+            batch: number of streams ``B``.
+            device: where the state lives (default: the encoder's device).
+            dtype: float dtype of the caches (default: the encoder's).
+
+        Returns:
+            The state; its attention cache is sized for the current attention context, so call
+            :meth:`set_att_context_size` before this.
+
+        Raises:
+            FastConformerConfigError: the encoder cannot stream.
+        """
+        ctx = self._stream_context()
+        p = next(self.parameters())
+        dev = p.device if device is None else torch.device(device)
+        dt = p.dtype if dtype is None else dtype
+        cfg = self.cfg
+
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, device=dev, dtype=dt)
+
+        def counts() -> torch.Tensor:
+            return torch.zeros(batch, device=dev, dtype=torch.int64)
+
+        return EncoderStreamState(
+            att_cache=zeros(cfg.n_layers, batch, ctx.left, cfg.d_model),
+            att_cache_len=counts(),
+            conv_cache=zeros(cfg.n_layers, batch, cfg.d_model, cfg.conv_kernel - 1),
+            sub_cache=tuple(zeros(batch, *shape) for shape in self.subsampling.stream_cache_shapes()),
+            mel_buffer=zeros(batch, cfg.feat_in, 0),
+            mel_buffer_len=counts(),
+            mel_seen=counts(),
+            frames_out=counts(),
+            finished=torch.zeros(batch, device=dev, dtype=torch.bool),
+        )
+
+    def streaming_forward(self, x: torch.Tensor, x_lens: torch.Tensor, state: EncoderStreamState,
+                          final: bool | torch.Tensor = False) -> tuple[torch.Tensor, torch.Tensor, EncoderStreamState]:
+        """Encode the next feature frames of ``B`` streams; equal to :meth:`forward` on each whole stream.
+
+        Any number of frames may come per call and per row (0 included). Frames that do not yet complete a chunk
+        (:meth:`streaming_geometry`) wait in the state; only final encoder frames are returned. ``final`` flushes
+        a row: its last, partial chunk is encoded and the row takes no more input. The concatenation of a row's
+        ``y`` over all calls equals ``forward`` on the row's whole input (to float rounding), at the current
+        (evaluation) attention context. The input ``state`` is not modified.
+
+        Args:
+            x: features ``(B, feat_in, T)``; row ``b`` brings its first ``x_lens[b]`` frames.
+            x_lens: ``(B,)`` new frames per row, in ``[0, T]``.
+            state: from :meth:`init_state` or the previous call (``B`` rows).
+            final: ``True`` / ``False`` for every row, or a ``(B,)`` bool tensor: these are the rows' last frames.
+
+        Returns:
+            ``(y, y_lens, state)``: new encoder frames ``(B, T', d_model)`` left-aligned and zero beyond
+            ``y_lens`` ``(B,)`` int64, and the next state.
+
+        Raises:
+            FastConformerConfigError: the encoder cannot stream.
+            ValueError: bad shapes, a state from another context or batch size, or input for a flushed row.
+
+        Example:
+            >>> import torch
+            >>> enc = FastConformerEncoder(FastConformerConfig.preset(
+            ...     "tiny", causal_downsampling=True, conv_context="causal", conv_norm="layer_norm",
+            ...     att_context_size=(8, 3), att_context_style="chunked_limited")).eval()
+            >>> mel = torch.randn(1, 80, 100)
+            >>> state = enc.init_state(1)
+            >>> y1, n1, state = enc.streaming_forward(mel[:, :, :60], torch.tensor([60]), state)
+            >>> y2, n2, state = enc.streaming_forward(mel[:, :, 60:], torch.tensor([40]), state, final=True)
+            >>> y, n = enc(mel, torch.tensor([100]))
+            >>> n1.item() + n2.item() == n.item(), torch.allclose(torch.cat([y1, y2], 1), y, atol=1e-5)
+            (True, True)
+        """
+        geo = self.streaming_geometry()
+        left = geo.att_left
+        cfg = self.cfg
+        if x.dim() != 3 or x.size(1) != cfg.feat_in:
+            raise ValueError(f"expected features (B, {cfg.feat_in}, T), got {tuple(x.shape)}")
+        bsz, dev = x.size(0), x.device
+        if state.batch_size != bsz:
+            raise ValueError(f"the state holds {state.batch_size} streams but x has {bsz} rows")
+        if state.att_cache.size(2) != left or state.att_cache.size(0) != cfg.n_layers:
+            raise ValueError(f"the state's attention cache holds {state.att_cache.size(2)} frames but the encoder's "
+                             f"left context is now {left}: make a new state after set_att_context_size")
+        x_lens = torch.as_tensor(x_lens, device=dev).to(torch.int64)
+        if x_lens.shape != (bsz,) or (bsz and (int(x_lens.min()) < 0 or int(x_lens.max()) > x.size(2))):
+            raise ValueError(f"x_lens must be (B,) = ({bsz},) counts in [0, {x.size(2)}], got {x_lens.tolist()}")
+        fin = torch.as_tensor(final, device=dev).to(torch.bool)
+        fin = fin.expand(bsz).clone() if fin.dim() == 0 else fin
+        if fin.shape != (bsz,):
+            raise ValueError(f"final must be a bool or a ({bsz},) bool tensor, got shape {tuple(fin.shape)}")
+        late = state.finished & (x_lens > 0)
+        if bool(late.any()):
+            raise ValueError(f"rows {late.nonzero().flatten().tolist()} were flushed (final=True) and take no more "
+                             "frames: start a new state (init_state) for a new stream")
+
+        buf, buf_len = append_frames(state.mel_buffer, state.mel_buffer_len, x, x_lens)
+        mel_seen = state.mel_seen + x_lens
+        att_cache, att_len, conv_cache = state.att_cache, state.att_cache_len, state.conv_cache
+        sub_cache, frames_out, finished = state.sub_cache, state.frames_out, state.finished
+        owed = self.output_lengths(mel_seen)
+        pieces: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        while True:
+            first = frames_out == 0
+            need = torch.where(first, geo.first_chunk_mel_frames, geo.chunk_mel_frames)
+            whole = ~finished & (buf_len >= need)
+            flush = fin & ~finished & ~whole
+            finished = finished | (flush & (owed <= frames_out))  # flushed rows that owe no frame are done now
+            flush = flush & ~finished
+            active = whole | flush
+            if not bool(active.any()):
+                break
+            idx = active.nonzero().flatten()
+            take = torch.where(whole, need, buf_len).index_select(0, idx)
+            mel = buf.index_select(0, idx)[:, :, : int(take.max())].transpose(1, 2)
+            h, q, new_sub = self.subsampling.stream_step(mel, take, tuple(c.index_select(0, idx) for c in sub_cache),
+                                                         first.index_select(0, idx), flush.index_select(0, idx))
+            h, pos_emb = self.pos_enc(h, cache_len=left)
+            t = h.size(1)
+            cache_len = att_len.index_select(0, idx)
+            key_ok = torch.cat([torch.arange(left, device=dev)[None, :] >= (left - cache_len)[:, None],
+                                torch.arange(t, device=dev)[None, :] < q[:, None]], dim=1)  # (n, left + t)
+            dense = torch.zeros(key_ok.shape, dtype=h.dtype, device=dev).masked_fill_(~key_ok, float("-inf"))
+            # One chunk per step: every query sees the whole chunk and the cached `left` frames, i.e. exactly its
+            # chunked_limited context, so the mask is key validity only.
+            att_mask = AttentionMask(self.att_context, q, t, dense=dense[:, None, None])
+            pad_mask = torch.arange(t, device=dev)[None, :] >= q[:, None]
+            layer_att, layer_conv = [], []
+            for i, layer in enumerate(self.layers):
+                memory = att_cache[i].index_select(0, idx)
+                h, att_in, conv_next = layer.stream_step(h, pos_emb, att_mask, pad_mask, memory,
+                                                         conv_cache[i].index_select(0, idx))
+                layer_att.append(torch.cat([memory, att_in], dim=1)[:, memory.size(1) + t - left:])
+                layer_conv.append(conv_next)
+            pieces.append((idx, h.masked_fill(pad_mask[..., None], 0.0), q))
+            att_cache = att_cache.index_copy(1, idx, torch.stack(layer_att))
+            conv_cache = conv_cache.index_copy(1, idx, torch.stack(layer_conv))
+            att_len = att_len.index_copy(0, idx, (cache_len + q).clamp(max=left))
+            sub_cache = tuple(c.index_copy(0, idx, n.to(c.dtype)) for c, n in zip(sub_cache, new_sub, strict=True))
+            frames_out = frames_out.index_add(0, idx, q)
+            buf, buf_len = drop_frames(buf, buf_len, idx, take)
+            finished = finished | flush
+
+        y_lens = frames_out - state.frames_out
+        y = x.new_zeros(bsz, int(y_lens.max()) if bsz else 0, cfg.d_model)
+        offset = torch.zeros(bsz, dtype=torch.int64, device=dev)
+        for idx, h, q in pieces:
+            pos = offset.index_select(0, idx)[:, None] + torch.arange(h.size(1), device=dev)[None, :]
+            keep = torch.arange(h.size(1), device=dev)[None, :] < q[:, None]
+            y[idx[:, None].expand_as(pos)[keep], pos[keep]] = h[keep].to(y.dtype)
+            offset = offset.index_add(0, idx, q)
+        new_state = EncoderStreamState(att_cache=att_cache, att_cache_len=att_len, conv_cache=conv_cache,
+                                       sub_cache=sub_cache, mel_buffer=buf, mel_buffer_len=buf_len,
+                                       mel_seen=mel_seen, frames_out=frames_out, finished=finished)
+        return y, y_lens, new_state
 
 
 # ---------------------------------------------------------------------------------------------------------------

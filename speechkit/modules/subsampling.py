@@ -109,6 +109,20 @@ class DwStridingSubsampling(nn.Module):
         self.out = nn.Linear(channels * self.freq_out, d_model)
         # Zero frames (before, after) each stride-2 stage sees around its input, on both axes.
         self._pad = (_KERNEL - 1, _STRIDE - 1) if causal else ((_KERNEL - 1) // 2, (_KERNEL - 1) // 2)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He (fan-in, ReLU) initialisation of the convolutions, zero biases.
+
+        Why: with PyTorch's default initialisation every stage shrinks the signal's variance about threefold while
+        the biases and the ReLUs' positive means pass through, so at the output a vector that is the same for every
+        frame outweighs what changes from frame to frame: on an utterance of the synthetic corpus the mean cosine
+        similarity between output frames is 0.97 at initialisation, against 0.60 with this initialisation (and 0.80
+        instead of 1.00 at the encoder's output). Loading trained weights (ours or NeMo's) overrides it.
+        """
+        for conv in (self.conv_in, *self.depthwise, *self.pointwise):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Subsample.
@@ -176,6 +190,85 @@ class DwStridingSubsampling(nn.Module):
 
     def extra_repr(self) -> str:
         return f"feat_in={self.feat_in}, factor={self.factor}, channels={self.channels}, causal={self.causal}"
+
+    # -- streaming ------------------------------------------------------------------------------------------------
+
+    def stream_cache_shapes(self) -> list[tuple[int, int, int]]:
+        """Per stride-2 stage, the ``(channels, 1, freq)`` shape of one stream's cache (its last input frame)."""
+        shapes = [(1, 1, self.feat_in)]
+        freq = self._freq1
+        for _ in self.depthwise:
+            shapes.append((self.channels, 1, freq))
+            freq = subsampled_lengths(freq, 2, self.causal)
+        return shapes
+
+    def stream_step(self, x: torch.Tensor, x_lens: torch.Tensor, cache: tuple[torch.Tensor, ...],
+                    first: torch.Tensor, final: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                        tuple[torch.Tensor, ...]]:
+        """Subsample the next frames of ``B`` streams (causal only), each stage continuing from its cache.
+
+        A causal stride-2 stage computes output ``i`` from inputs ``2i-2, 2i-1, 2i`` (zeros before the start and,
+        at the end, one zero after the last frame). So a stage that has seen an odd number of inputs owes nothing
+        and needs only its last input for the next output; the caller keeps that true by feeding ``f * (c - 1) + 1``
+        frames first and multiples of ``f`` afterwards (``f`` = factor), except in a stream's ``final`` step.
+
+        Rows are computed together by right-aligning each row's stage input (cache or two leading zeros, new
+        frames, one trailing zero where the end needs it) in one zero-padded map; every row then has an odd length,
+        so the stride-2 windows of all rows line up with the right edge.
+
+        Args:
+            x: new feature frames ``(B, T, F)``, left-aligned.
+            x_lens: ``(B,)`` new frames per row: odd where ``first`` and not ``final``, a multiple of ``factor``
+                where neither.
+            cache: per stage ``(B, C_i, 1, F_i)`` (see :meth:`stream_cache_shapes`; zeros to start).
+            first: ``(B,)`` bool, the row has had no frames yet (its stages pad with zeros instead of the cache).
+            final: ``(B,)`` bool, these are the row's last frames (the stages add their trailing zero).
+
+        Returns:
+            ``(y, y_lens, cache)``: ``(B, T', d_model)`` left-aligned (frames past ``y_lens`` hold garbage),
+            ``(B,)`` int64, and the next cache (meaningless for ``final`` rows).
+
+        Raises:
+            ValueError: the layer is not causal, or a row's frame count breaks the alignment rule above.
+        """
+        if not self.causal:
+            raise ValueError("streaming subsampling needs causal=True (causal_downsampling)")
+        bsz = x.size(0)
+        counts = x_lens.to(device=x.device, dtype=torch.int64)
+        first = first.to(device=x.device, dtype=torch.bool)
+        final = final.to(device=x.device, dtype=torch.bool)
+        h = x.unsqueeze(1)  # (B, 1, T, F)
+        start = torch.zeros_like(counts)
+        new_cache = []
+        left, right = self._pad
+        for i in range(len(self.depthwise) + 1):
+            lead = torch.where(first, 2, 1)
+            length = lead + counts
+            if bool(((length % 2 == 0) & ~final).any()):
+                raise ValueError(f"streaming subsampling stage {i + 1}: a non-final row's new frames break the "
+                                 "stride-2 alignment (first step: an odd count; later steps: an even count)")
+            length = length + (1 - length % 2)  # the final rows' trailing zero, where the last window needs it
+            width = int(length.max()) if bsz else 1
+            pos = torch.arange(width, device=x.device)[None, :] - (width - length)[:, None]  # (B, W) index into seq
+            k = pos - lead[:, None]
+            src = torch.where((k >= 0) & (k < counts[:, None]), 2 + start[:, None] + k.clamp(min=0),
+                              torch.zeros_like(k))
+            src = torch.where((pos == 0) & ~first[:, None], torch.ones_like(src), src)  # the cached frame
+            pool = torch.cat([h.new_zeros(bsz, h.size(1), 1, h.size(3)), cache[i].to(h.dtype), h], dim=2)
+            pool = pool.transpose(1, 2)  # (B, 2 + T, C, F)
+            seq = pool[torch.arange(bsz, device=x.device)[:, None], src].transpose(1, 2)  # (B, C, W, F)
+            new_cache.append(seq[:, :, -1:])
+            seq = F.pad(seq, (left, right))
+            h = self.conv_in(seq) if i == 0 else self.pointwise[i - 1](self.depthwise[i - 1](seq))
+            h = torch.relu(h)
+            counts = (length - 1) // 2
+            start = h.size(2) - counts
+        bsz, c, t, f = h.shape
+        y = self.out(h.transpose(1, 2).reshape(bsz, t, c * f))
+        width = int(counts.max()) if bsz else 0
+        idx = (start[:, None] + torch.arange(width, device=x.device)[None, :]).clamp(max=max(t - 1, 0))
+        y = y[torch.arange(bsz, device=x.device)[:, None], idx]
+        return y, counts, tuple(new_cache)
 
 
 def _zero_tail_(x: torch.Tensor, lengths: torch.Tensor, offset: int = 0) -> torch.Tensor:
