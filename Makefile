@@ -10,7 +10,8 @@ APT_PACKAGES := espeak-ng espeak-ng-data sox libsox-fmt-all ffmpeg flite festiva
 # Extra voices and texts for the multi-language corpus (`make setup-multilang`).
 APT_MULTILANG := $(APT_PACKAGES) fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl wngerman wfrench \
 	wspanish witalian festvox-ru festvox-italp16k festvox-suopuhe-lj festvox-czech-dita festival-czech \
-	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk diatheke sword-text-kjv sword-text-sparv
+	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk diatheke sword-text-kjv sword-text-sparv \
+	wportuguese wdutch wpolish wcatalan wswedish wukrainian wdanish wnorwegian wbulgarian
 PYTEST_FAST := -m "not slow and not cuda"
 
 .PHONY: setup setup-multilang demo test test-all bench peers peers-whisper peers-vad bench-asr-peers bench-vad clean-stamps

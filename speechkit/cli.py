@@ -114,6 +114,15 @@ COMMANDS: tuple[Command, ...] = (
         epilog="example: speechkit transcribe --model exp/tdt/model.safetensors --json a.wav b.flac",
     ),
     Command(
+        "stream",
+        "streaming recognition of an audio file (optionally in simulated real time) or of raw PCM on stdin",
+        "speechkit.inference.stream_cli:StreamCommand",
+        "speechkit.inference.stream_cli:stream_command",
+        positional=("file",),
+        epilog="example: speechkit stream --model exp/tdt_streaming/model.safetensors --realtime --json a.wav; "
+               "arecord -f S16_LE -r 16000 -c 1 | speechkit stream -",
+    ),
+    Command(
         "eval-asr",
         "word and character error rates and speed (RTFx) of an ASR model on a NeMo manifest",
         "speechkit.inference.commands:EvalASRCommand",
@@ -144,6 +153,14 @@ COMMANDS: tuple[Command, ...] = (
         "speechkit.vad.commands:vad_command",
         positional=("files",),
         epilog="example: speechkit vad --model exp/vad/model.safetensors --json a.wav",
+    ),
+    Command(
+        "lid",
+        "spoken language of audio files with a TitaNet LID model (top languages with probabilities, or JSON lines)",
+        "speechkit.lid.commands:LidCommand",
+        "speechkit.lid.commands:lid_command",
+        positional=("files",),
+        epilog="example: speechkit lid --model exp/lid/model.safetensors --top-k 3 --json a.wav b.flac",
     ),
     Command(
         "demo",

@@ -4,7 +4,7 @@ The corpus is what speechkit's recipes train and test on when no recorded corpus
 user builds it: ``apt-get install`` the voices (``make setup``; ``make setup-multilang`` for more languages), then
 
     speechkit prepare synth --out-dir data/synth_en --hours 1
-    speechkit prepare synth --out-dir data/synth_lid --langs en de es fr it ru pl cs fi ca --hours 5
+    speechkit prepare synth --out-dir data/synth_lid --langs en de fr es it pt nl pl ru ca sv uk --hours 4
 
 How it is made:
 
