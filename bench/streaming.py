@@ -1,0 +1,181 @@
+"""Streaming recognition cost: per-chunk compute against chunk duration, latency, RTFx, concurrent real-time streams.
+
+For every look-ahead the model was trained with (``att_context_size`` options), on CPU:
+
+- **per-chunk compute**: one stream, one torch thread; median and 95th percentile of the wall time of one
+  ``Recognizer.decode`` call (front end + encoder chunk with caches + greedy decoding of the chunk), as a share of
+  the chunk's duration (the issue's target: at most 10 % on one core);
+- **algorithmic latency**: chunk + look-ahead + the front end's window look-ahead (``Recognizer.geometry``);
+  **first-result latency** = algorithmic latency + one chunk's compute (a word is visible once the chunk holding
+  it is decoded); **final-result latency**: compute after ``input_finished`` (the flush of the last partial chunk);
+- **RTFx** of one stream (audio seconds per compute second);
+- **concurrent streams**: N streams decoded together in one batch per chunk with ``--threads`` threads (2 = the
+  machine); the largest N whose batched chunk compute stays within the chunk duration is served in real time.
+
+The model is ``--model PATH`` (an exported streaming model file); by default it is the network of
+``recipes/asr/fastconformer_transducer/conf/tdt_streaming.yaml`` with random weights and a 512-piece tokenizer
+trained on ``manifests/tiny``. Compute does not depend on the weights except through the number of tokens the
+decoder emits, which random weights do not make realistic (the row ``tokens`` says how many were emitted).
+Prints a table and writes ``bench/results/streaming.json``.
+
+    python bench/streaming.py [--model PATH] [--seconds 20] [--threads 2] [--max-streams 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "recipes" / "asr" / "fastconformer_transducer" / "conf" / "tdt_streaming.yaml"
+
+
+def _random_model(vocab_size: int = 512):
+    """The tdt_streaming.yaml network with random weights + a tokenizer trained on manifests/tiny."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from speechkit.inference.offline import ASRModel
+    from speechkit.modules.asr import ASRModelConfig, TransducerASR
+    from speechkit.text.tokenizer import TokenizerTrainConfig, train_tokenizer_from_manifests
+
+    tok_dir = Path(tempfile.mkdtemp(prefix="speechkit-bench-tok-"))
+    # manifests/tiny has too little text for 512 pieces: the tokenizer gets what the text allows (the joint's
+    # size follows it), so the default model is a little smaller than the real one; --model gives the real one.
+    tok = None
+    for v in (vocab_size, 256, 128, 64):
+        try:
+            tok = train_tokenizer_from_manifests([ROOT / "manifests" / "tiny" / "train.json"], tok_dir,
+                                                 TokenizerTrainConfig(vocab_size=v))
+            break
+        except (RuntimeError, ValueError):
+            continue
+    assert tok is not None
+    model_yaml = OmegaConf.load(CONF).model
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ASRModelConfig), model_yaml,
+                                              {"vocab_size": tok.vocab_size}))
+    torch.manual_seed(0)
+    net = TransducerASR.from_config(cfg).eval()
+    return ASRModel(net, tok, cfg, source=f"random weights, {CONF.name}")
+
+
+def _signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio: the tiny corpus's test utterances concatenated (repeated) to ``seconds``."""
+    from speechkit.audio.io import load_audio
+    from speechkit.data.manifests import read_manifest, resolve_audio_path
+
+    manifest = ROOT / "manifests" / "tiny" / "test.json"
+    parts = [load_audio(resolve_audio_path(manifest, e.audio_filepath), 16000) for e in read_manifest(manifest)]
+    x = np.concatenate(parts)
+    reps = int(np.ceil(seconds * 16000 / len(x)))
+    return np.tile(x, reps)[: int(seconds * 16000)].astype(np.float32)
+
+
+def _run_streams(rec, x: np.ndarray, n: int, piece: int) -> tuple[list[float], float, int]:
+    """Feed ``n`` copies of ``x`` in pieces of ``piece`` samples, decoding all ready streams together.
+
+    Returns the wall time of every batched ``decode`` call, the flush time after ``input_finished``, and the tokens
+    emitted by stream 0.
+    """
+    streams = [rec.create_stream() for _ in range(n)]
+    times = []
+    for i in range(0, len(x), piece):
+        for s in streams:
+            s.accept_waveform(16000, x[i: i + piece])
+        ready = [s for s in streams if rec.is_ready(s)]
+        while ready:
+            t0 = time.perf_counter()
+            rec.decode(ready)
+            times.append(time.perf_counter() - t0)
+            ready = [s for s in streams if rec.is_ready(s)]
+    t0 = time.perf_counter()
+    for s in streams:
+        s.input_finished()
+    while any(rec.is_ready(s) for s in streams):
+        rec.decode([s for s in streams if rec.is_ready(s)])
+    flush = time.perf_counter() - t0
+    tokens = sum(len(seg.token_ids) for seg in streams[0].segments)
+    return times, flush, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="exported streaming model file (default: random tdt_streaming.yaml)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the concurrent-streams test")
+    parser.add_argument("--max-streams", type=int, default=64)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "streaming.json"))
+    args = parser.parse_args()
+
+    from speechkit.inference.offline import load_model
+    from speechkit.inference.streaming import Recognizer, StreamingOptions
+
+    model = load_model(args.model) if args.model else _random_model()
+    contexts = [tuple(c) for c in model.network.encoder.cfg.att_context_options]
+    x = _signal(args.seconds)
+    rows = []
+    for ctx in contexts:
+        rec = Recognizer(model, StreamingOptions(att_context_size=ctx, endpointing=False))
+        g = rec.geometry
+        piece = max(1, int(round(g.chunk_s * 16000)))  # audio arrives a chunk at a time
+        torch.set_num_threads(1)
+        _run_streams(rec, x[: 16000 * 2], 1, piece)  # warm-up
+        times, flush, tokens = _run_streams(rec, x, 1, piece)
+        steady = times[1:] if len(times) > 2 else times  # the first chunk is shorter (fewer frames)
+        med, p95 = statistics.median(steady), float(np.percentile(steady, 95))
+        row = {
+            "att_context_size": list(ctx), "chunk_s": g.chunk_s, "lookahead_s": g.lookahead_s,
+            "algorithmic_latency_s": g.algorithmic_latency_s,
+            "chunk_compute_ms_median": 1000 * med, "chunk_compute_ms_p95": 1000 * p95,
+            "compute_share_of_chunk": med / g.chunk_s, "compute_share_p95": p95 / g.chunk_s,
+            "first_result_latency_s": g.algorithmic_latency_s + med, "final_result_latency_s": flush,
+            "rtfx_1_thread": len(x) / 16000 / (sum(times) + flush), "tokens": tokens,
+        }
+        # Concurrent streams with all threads: double N while a batched chunk still fits in the chunk's duration.
+        torch.set_num_threads(args.threads)
+        served, per_n = 0, {}
+        n = 1
+        while n <= args.max_streams:
+            t_n, _, _ = _run_streams(rec, x[: int(16000 * max(4 * g.chunk_s, 4.0))], n, piece)
+            steady_n = statistics.median(t_n[1:] if len(t_n) > 2 else t_n)
+            per_n[n] = 1000 * steady_n
+            if steady_n > g.chunk_s:
+                break
+            served = n
+            n *= 2
+        row["realtime_streams"] = served
+        row["realtime_streams_capped"] = served * 2 > args.max_streams  # every tried N was served: a lower bound
+        row["batched_chunk_ms_by_streams"] = per_n
+        rows.append(row)
+
+    print(f"model: {model.source}")
+    print(f"{'context':>10} {'chunk s':>8} {'latency s':>10} {'chunk ms':>9} {'p95 ms':>8} {'share':>7} "
+          f"{'RTFx':>7} {'final s':>8} {'streams':>8}")
+    for r in rows:
+        print(f"{str(r['att_context_size']):>10} {r['chunk_s']:>8.2f} {r['algorithmic_latency_s']:>10.2f} "
+              f"{r['chunk_compute_ms_median']:>9.1f} {r['chunk_compute_ms_p95']:>8.1f} "
+              f"{100 * r['compute_share_of_chunk']:>6.1f}% {r['rtfx_1_thread']:>7.1f} "
+              f"{r['final_result_latency_s']:>8.3f} {('>=' if r['realtime_streams_capped'] else '') + str(r['realtime_streams']):>8}")
+    print(f"chunk ms / share: one stream, 1 thread; streams: served in real time with {args.threads} threads "
+          f"(tried up to {args.max_streams})")
+    result = {
+        "what": "streaming Recognizer cost per chunk, latency, RTFx and concurrent real-time streams (CPU)",
+        "model": model.source, "weights": "trained" if args.model else "random",
+        "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "audio_seconds_per_stream": args.seconds, "threads_concurrent": args.threads, "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
