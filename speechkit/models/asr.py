@@ -32,7 +32,7 @@ from speechkit.modules.asr import ASRModelConfig, TransducerASR
 from speechkit.modules.export import save_model_file
 from speechkit.text.tokenizer import Tokenizer
 
-__all__ = ["ASRLightningModule", "OptimConfig", "cosine_with_warmup", "transcribe_batch"]
+__all__ = ["ASRLightningModule", "OptimConfig", "adamw_cosine", "cosine_with_warmup", "transcribe_batch"]
 
 
 @dataclass
@@ -69,6 +69,23 @@ def cosine_with_warmup(step: int, cfg: OptimConfig, total_steps: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
     return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def adamw_cosine(module: pl.LightningModule, cfg: OptimConfig) -> dict[str, Any]:
+    """What every recipe's ``configure_optimizers`` returns: AdamW over ``module``'s parameters with the
+    :func:`cosine_with_warmup` schedule, stepped per optimizer step, ending at ``cfg.decay_steps`` or else at the
+    trainer's ``max_steps``.
+
+    Raises:
+        ValueError: neither ``cfg.decay_steps`` nor ``trainer.max_steps`` is positive.
+    """
+    total = cfg.decay_steps or module.trainer.max_steps
+    if total <= 0:
+        raise ValueError("the cosine schedule needs optim.decay_steps > 0 or trainer.max_steps > 0")
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]),
+                                  weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, cfg, total) / cfg.lr)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def transcribe_batch(model: TransducerASR, tokenizer: Tokenizer, batch: dict[str, Any],
@@ -149,14 +166,7 @@ class ASRLightningModule(pl.LightningModule):
         self.log("val_wer", float(counts[0] / counts[1].clamp(min=1)), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.optim_cfg
-        total = cfg.decay_steps or self.trainer.max_steps
-        if total <= 0:
-            raise ValueError("the cosine schedule needs optim.decay_steps > 0 or trainer.max_steps > 0")
-        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]),
-                                      weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, cfg, total) / cfg.lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_cosine(self, self.optim_cfg)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint then carries what rebuilds the network and reads its ids, like an exported file does.

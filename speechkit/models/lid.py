@@ -36,7 +36,7 @@ from torch import nn
 
 from speechkit.audio.augment import SpecAugment
 from speechkit.losses.aam import aam_softmax_loss
-from speechkit.models.asr import OptimConfig, cosine_with_warmup
+from speechkit.models.asr import OptimConfig, adamw_cosine
 from speechkit.modules.asr import SpecAugmentConfig
 from speechkit.modules.export import save_model_file
 from speechkit.modules.titanet import TitaNet, TitaNetConfig
@@ -198,14 +198,7 @@ class LIDLightningModule(pl.LightningModule):
         return len(taken)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.optim_cfg
-        total = cfg.decay_steps or self.trainer.max_steps
-        if total <= 0:
-            raise ValueError("the cosine schedule needs optim.decay_steps > 0 or trainer.max_steps > 0")
-        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]),
-                                      weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, cfg, total) / cfg.lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_cosine(self, self.optim_cfg)
 
     def config_yaml(self) -> str:
         """The YAML stored in the model file (see the module docstring)."""

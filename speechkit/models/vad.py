@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from speechkit.config import to_yaml
 from speechkit.metrics.detection import detection_counts, frame_auroc
-from speechkit.models.asr import OptimConfig, cosine_with_warmup
+from speechkit.models.asr import OptimConfig, adamw_cosine
 from speechkit.modules.export import save_model_file
 from speechkit.modules.marblenet import MarbleNet, MarbleNetConfig
 
@@ -99,14 +99,7 @@ class VADLightningModule(pl.LightningModule):
         self.log_dict(logs, prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.optim_cfg
-        total = cfg.decay_steps or self.trainer.max_steps
-        if total <= 0:
-            raise ValueError("the cosine schedule needs optim.decay_steps > 0 or trainer.max_steps > 0")
-        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]),
-                                      weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, cfg, total) / cfg.lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_cosine(self, self.optim_cfg)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["speechkit"] = {"model_config": to_yaml(self.model_cfg)}
