@@ -123,6 +123,21 @@ COMMANDS: tuple[Command, ...] = (
                "arecord -f S16_LE -r 16000 -c 1 | speechkit stream -",
     ),
     Command(
+        "serve",
+        "streaming recognition server: many clients over WebSocket, decoded together in batches",
+        "speechkit.inference.server:ServeCommand",
+        "speechkit.inference.server:serve_command",
+        epilog="protocol: connect to ws://HOST:PORT/asr (query ?sample_rate=8000 for other rates; with a token: "
+               "header 'Authorization: Bearer TOKEN' or ?token=TOKEN, else HTTP 401); send binary messages of raw "
+               "s16le mono PCM, then the text {\"type\": \"end\"} (or EOS). The server sends JSON text: "
+               "{\"type\": \"partial\"|\"final\", \"segment\", \"text\", \"start\", \"end\", \"tokens\"}, "
+               "a final per segment and at the end, then closes; errors are {\"type\": \"error\", \"code\", "
+               "\"message\"}. GET /health returns JSON status and counters. "
+               "example: SPEECHKIT_SERVE_TOKEN=secret speechkit serve --model exp/tdt_streaming/model.safetensors "
+               "--port 8765; client: python -c \"from speechkit.inference.client import transcribe_file; "
+               "print(transcribe_file('ws://127.0.0.1:8765/asr', 'a.wav', token='secret')[-1]['text'])\"",
+    ),
+    Command(
         "eval-asr",
         "word and character error rates and speed (RTFx) of an ASR model on a NeMo manifest",
         "speechkit.inference.commands:EvalASRCommand",

@@ -650,12 +650,14 @@ class Recognizer:
         spans = token_timestamps(state.frames[0], durations, subsampling_factor=self.network.encoder.cfg.subsampling_factor,
                                  hop_s=feats.hop_length / feats.sample_rate)
         audio_end = stream.seconds
-        # The last encoder frame covers padding past the final sample: keep spans inside the audio.
-        stamps = [TokenSpan(p, min(s, audio_end), min(e, audio_end)) for p, (s, e) in zip(pieces, spans, strict=True)]
         start = min(stream._segment_start * self.frame_seconds, audio_end)
         # At an endpoint the decoded time may run a few feature frames past the samples received (an encoder frame's
         # nominal end); it is where the next segment starts, so it is kept as is and the segments tile the stream.
         end = min(stream.decoded_seconds, audio_end) if clamp_end else stream.decoded_seconds
+        # The last encoder frame covers padding past the final sample: keep spans inside the segment. At an endpoint
+        # that is the decoded time, not the samples received so far, so the spans do not depend on how fast the audio
+        # arrived (a server's clients send at any pace).
+        stamps = [TokenSpan(p, min(s, end), min(e, end)) for p, (s, e) in zip(pieces, spans, strict=True)]
         committed = [r.text for r in stream._segments if r.text]
         if is_final and text:
             committed.append(text)
