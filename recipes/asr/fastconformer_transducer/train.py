@@ -16,26 +16,23 @@ test) WER. Every key of the YAML and of ``key=value`` overrides is checked again
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from speechkit.config import ConfigError, load_config, save_config
+from speechkit.config import ConfigError, save_config
 from speechkit.data.datasets import AugmentConfig, make_dataloader, open_cuts
 from speechkit.data.sampling import SamplerConfig
 from speechkit.data.shar import make_shar_dataloader
 from speechkit.metrics.wer import ErrorRate, word_error_rate
 from speechkit.models.asr import ASRLightningModule, OptimConfig, transcribe_batch
 from speechkit.models.callbacks import SamplerResume
+from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
+                                     resolve_checkpoint)
 from speechkit.modules.asr import ASRModelConfig, TransducerASR
 from speechkit.text.tokenizer import Tokenizer, TokenizerTrainConfig, train_tokenizer_from_manifests
 
@@ -64,17 +61,10 @@ class DataConfig:
 
 
 @dataclass
-class TrainerConfig:
-    max_steps: int = 3000
-    val_check_interval: int = 500  # training batches between validations (counted across epochs)
-    checkpoint_every_n_steps: int = 250  # last.ckpt for resume=last
-    devices: int = 1
-    accelerator: str = "auto"
-    precision: str = "32-true"  # "bf16-mixed" on GPUs
+class ASRTrainerConfig(TrainerConfig):
+    """The shared ``trainer.*`` keys (:class:`speechkit.models.recipe.TrainerConfig`) and gradient accumulation."""
+
     accumulate_grad_batches: int = 1
-    gradient_clip_val: float = 1.0
-    log_every_n_steps: int = 25
-    num_workers: int = 0
 
 
 @dataclass
@@ -82,7 +72,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ASRModelConfig = field(default_factory=ASRModelConfig)  # vocab_size 0: taken from the tokenizer
     optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: ASRTrainerConfig = field(default_factory=ASRTrainerConfig)
     exp_dir: str = "exp/fastconformer_tdt"
     seed: int = 0
     resume: str = ""  # a checkpoint path, or "last" = exp_dir/checkpoints/last.ckpt
@@ -142,16 +132,6 @@ def build_loader(cfg: TrainConfig, paths: list[str], tokenizer: Tokenizer, train
                            sample_rate=cfg.model.features.sample_rate, on_bad_text=cfg.data.on_bad_text)
 
 
-def checkpoint_path(cfg: TrainConfig, default: str = "") -> Path | None:
-    resume = cfg.resume or default
-    if not resume:
-        return None
-    path = Path(cfg.exp_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume={resume!r}: no checkpoint at {path}")
-    return path
-
-
 def evaluate(model_path: Path, cfg: TrainConfig) -> dict[str, ErrorRate]:
     """WER of an exported model file on data.dev and data.test, loaded without Lightning; hypotheses are written
     to exp_dir/hyps_<split>.txt (``cut_id<TAB>hypothesis<TAB>reference``)."""
@@ -176,29 +156,16 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
     exp = Path(cfg.exp_dir)
     module = build_model(cfg, tokenizer)
     save_config(cfg, exp / "config.yaml")
-    tc = cfg.trainer
     sampler_resume = SamplerResume()  # its sampler is attached once the trainer knows the rank (below)
-    callbacks = [
-        ModelCheckpoint(dirpath=exp / "checkpoints", every_n_train_steps=tc.checkpoint_every_n_steps, save_top_k=0,
-                        save_last=True),
-        ModelCheckpoint(dirpath=exp / "checkpoints", filename="best-{step}-{val_wer:.4f}", monitor="val_wer",
-                        mode="min", save_top_k=1),
-        sampler_resume,
-    ]
-    trainer = pl.Trainer(
-        max_steps=tc.max_steps, val_check_interval=tc.val_check_interval, check_val_every_n_epoch=None,
-        devices=tc.devices, accelerator=tc.accelerator, precision=tc.precision,  # type: ignore[arg-type]
-        accumulate_grad_batches=tc.accumulate_grad_batches, gradient_clip_val=tc.gradient_clip_val or None,
-        log_every_n_steps=tc.log_every_n_steps, callbacks=callbacks, logger=CSVLogger(exp, name="logs"),
-        default_root_dir=exp, use_distributed_sampler=False,  # Lhotse's sampler shards by rank itself
-        enable_progress_bar=sys.stderr.isatty(), num_sanity_val_steps=0,
-    )
+    trainer = build_trainer(cfg.trainer, exp, "val_wer", "min", callbacks=[sampler_resume],
+                            accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
+                            use_distributed_sampler=False)  # Lhotse's sampler shards by rank itself
     # The trainer knows its rank and world size before fit() launches DDP processes (the script re-runs per rank).
     rank, world = trainer.global_rank, trainer.world_size
     train_loader = build_loader(cfg, cfg.data.train, tokenizer, train=True, rank=rank, world_size=world)
     sampler_resume.attach(train_loader.sampler)  # resume=last continues the epoch where it stopped
     dev_loader = build_loader(cfg, cfg.data.dev, tokenizer, train=False, rank=rank, world_size=world)
-    trainer.fit(module, train_loader, dev_loader, ckpt_path=checkpoint_path(cfg))
+    trainer.fit(module, train_loader, dev_loader, ckpt_path=resolve_checkpoint(exp, cfg.resume))
     if module.skipped_audio or module.skipped_text:
         print(f"data: skipped {module.skipped_audio} cuts with unreadable audio and {module.skipped_text} with "
               "unencodable transcripts (rank 0; see the warnings above for the cut ids)")
@@ -209,25 +176,14 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
 
 def export_checkpoint(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
     """mode=export: a Lightning checkpoint (resume=..., default last) -> the model file."""
-    path = checkpoint_path(cfg, default="last")
-    assert path is not None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    module = build_model(cfg, tokenizer)
-    module.load_state_dict(ckpt["state_dict"])
-    module.export(export_path)
-    return int(ckpt.get("global_step", 0))
+    ckpt = load_checkpoint(cfg.exp_dir, cfg.resume)
+    ckpt.restore(build_model(cfg, tokenizer)).export(export_path)
+    return ckpt.global_step
 
 
 def main(argv: Sequence[str] | None = None) -> RunResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", default=[], help="YAML file(s), merged left to right")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_steps=100")
-    args = parser.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    if cfg.mode not in ("train", "export", "evaluate"):
-        raise ConfigError(f"mode={cfg.mode!r}: choose train, export or evaluate")
-    pl.seed_everything(cfg.seed, workers=True)
-    export_path = Path(cfg.export_path or Path(cfg.exp_dir) / "model.safetensors")
+    cfg = parse_recipe_args(TrainConfig, argv, __doc__.split("\n\n")[0])
+    export_path = prepare_run(cfg)
     step = 0
     if cfg.mode != "evaluate":
         tokenizer = get_tokenizer(cfg)

@@ -19,23 +19,20 @@ Every key of the YAML and of ``key=value`` overrides is checked against :class:`
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 
-from speechkit.config import ConfigError, load_config, save_config
+from speechkit.config import ConfigError, save_config
 from speechkit.data.lid import LIDCollator, LIDDataset
 from speechkit.lid import load_model
 from speechkit.models.lid import LIDLightningModule, LossConfig, OptimConfig, SpecAugmentConfig
+from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
+                                     resolve_checkpoint)
 from speechkit.modules.titanet import TitaNetConfig
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -54,16 +51,9 @@ class DataConfig:
 
 
 @dataclass
-class TrainerConfig:
-    max_steps: int = 3000
-    val_check_interval: int = 500
-    checkpoint_every_n_steps: int = 250
-    devices: int = 1
-    accelerator: str = "auto"
-    precision: str = "32-true"
-    gradient_clip_val: float = 1.0
-    log_every_n_steps: int = 25
-    num_workers: int = 0
+class LIDTrainerConfig(TrainerConfig):
+    """The shared ``trainer.*`` keys (:class:`speechkit.models.recipe.TrainerConfig`) and BatchNorm recalibration."""
+
     bn_recalibration_batches: int = 50  # "precise BN" on training batches before export (0 = off)
 
 
@@ -75,7 +65,7 @@ class TrainConfig:
     spec_augment: SpecAugmentConfig = field(default_factory=lambda: SpecAugmentConfig(3, 4, 5, 0.03))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=300, min_lr=1e-5,
                                                                    weight_decay=1e-3))
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: LIDTrainerConfig = field(default_factory=LIDTrainerConfig)
     exp_dir: str = "exp/lid_titanet"
     seed: int = 0
     resume: str = ""  # a checkpoint path, or "last"
@@ -120,16 +110,6 @@ def build_loader(cfg: TrainConfig, ds: LIDDataset, train: bool) -> torch.utils.d
                                        num_workers=cfg.trainer.num_workers, drop_last=train and len(ds) >= size)
 
 
-def checkpoint_path(cfg: TrainConfig, default: str = "") -> Path | None:
-    resume = cfg.resume or default
-    if not resume:
-        return None
-    path = Path(cfg.exp_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume={resume!r}: no checkpoint at {path}")
-    return path
-
-
 def evaluate(model_path: Path, cfg: TrainConfig) -> dict[str, SplitMetrics]:
     """Accuracy of the exported model on whole dev and test utterances (engines in exclude_engines left out)."""
     lid = load_model(model_path)
@@ -160,22 +140,9 @@ def train(cfg: TrainConfig, export_path: Path) -> tuple[int, list[str]]:
     print(f"{len(labels)} languages: {train_ds.counts()}")
     module = build_model(cfg, labels)
     save_config(cfg, exp / "config.yaml")
-    tc = cfg.trainer
-    callbacks = [
-        ModelCheckpoint(dirpath=exp / "checkpoints", every_n_train_steps=tc.checkpoint_every_n_steps, save_top_k=0,
-                        save_last=True),
-        ModelCheckpoint(dirpath=exp / "checkpoints", filename="best-{step}-{val_acc:.4f}", monitor="val_acc",
-                        mode="max", save_top_k=1),
-    ]
-    trainer = pl.Trainer(
-        max_steps=tc.max_steps, val_check_interval=tc.val_check_interval, check_val_every_n_epoch=None,
-        devices=tc.devices, accelerator=tc.accelerator, precision=tc.precision,  # type: ignore[arg-type]
-        gradient_clip_val=tc.gradient_clip_val or None, log_every_n_steps=tc.log_every_n_steps, callbacks=callbacks,
-        logger=CSVLogger(exp, name="logs"), default_root_dir=exp, enable_progress_bar=sys.stderr.isatty(),
-        num_sanity_val_steps=0,
-    )
+    trainer = build_trainer(cfg.trainer, exp, "val_acc", "max")
     dev_loader = build_loader(cfg, build_dataset(cfg, cfg.data.dev, labels), False)
-    trainer.fit(module, build_loader(cfg, train_ds, True), dev_loader, ckpt_path=checkpoint_path(cfg))
+    trainer.fit(module, build_loader(cfg, train_ds, True), dev_loader, ckpt_path=resolve_checkpoint(exp, cfg.resume))
     if trainer.is_global_zero:
         recalibrate(cfg, module, train_ds)
         module.export(export_path, _DTYPES[cfg.export_dtype])
@@ -191,33 +158,23 @@ def recalibrate(cfg: TrainConfig, module: LIDLightningModule, train_ds: LIDDatas
 
 
 def export_checkpoint(cfg: TrainConfig, export_path: Path) -> tuple[int, list[str]]:
-    path = checkpoint_path(cfg, default="last")
-    assert path is not None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    labels = ckpt.get("speechkit", {}).get("labels")
+    ckpt = load_checkpoint(cfg.exp_dir, cfg.resume)
+    labels = ckpt.data.get("speechkit", {}).get("labels")
     if not labels:
-        raise ValueError(f"{path}: not a checkpoint of this recipe (no speechkit.labels)")
-    module = build_model(cfg, labels)
-    module.load_state_dict(ckpt["state_dict"])
+        raise ValueError(f"{ckpt.path}: not a checkpoint of this recipe (no speechkit.labels)")
+    module = ckpt.restore(build_model(cfg, labels))
     recalibrate(cfg, module, build_dataset(cfg, cfg.data.train, labels) if cfg.data.train else None)
     module.export(export_path, _DTYPES[cfg.export_dtype])
-    return int(ckpt.get("global_step", 0)), labels
+    return ckpt.global_step, labels
 
 
 def main(argv: Sequence[str] | None = None) -> RunResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", default=[], help="YAML file(s), merged left to right")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_steps=100")
-    args = parser.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    if cfg.mode not in ("train", "export", "evaluate"):
-        raise ConfigError(f"mode={cfg.mode!r}: choose train, export or evaluate")
+    cfg = parse_recipe_args(TrainConfig, argv, __doc__.split("\n\n")[0])
     if cfg.export_dtype not in _DTYPES:
         raise ConfigError(f"export_dtype={cfg.export_dtype!r}: choose one of {', '.join(_DTYPES)}")
     if cfg.mode == "train" and not (cfg.data.train and cfg.data.dev):
         raise ConfigError("data.train and data.dev need at least one manifest each")
-    pl.seed_everything(cfg.seed, workers=True)
-    export_path = Path(cfg.export_path or Path(cfg.exp_dir) / "model.safetensors")
+    export_path = prepare_run(cfg)
     step, labels = 0, []
     if cfg.mode == "train":
         step, labels = train(cfg, export_path)

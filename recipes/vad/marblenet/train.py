@@ -18,23 +18,20 @@ Every key of the YAML and of ``key=value`` overrides is checked against :class:`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 
-from speechkit.config import ConfigError, load_config, save_config
+from speechkit.config import ConfigError, save_config
 from speechkit.data.vad_mixtures import FrameVADDataset, collate_frames
 from speechkit.metrics.detection import DetectionCounts, detection_counts, frame_auroc
+from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
+                                     resolve_checkpoint)
 from speechkit.models.vad import OptimConfig, VADLightningModule
 from speechkit.modules.marblenet import MarbleNetConfig
 from speechkit.vad import load_model
@@ -51,26 +48,13 @@ class DataConfig:
 
 
 @dataclass
-class TrainerConfig:
-    max_steps: int = 5000
-    val_check_interval: int = 500
-    checkpoint_every_n_steps: int = 250
-    devices: int = 1
-    accelerator: str = "auto"
-    precision: str = "32-true"
-    gradient_clip_val: float = 1.0
-    log_every_n_steps: int = 25
-    num_workers: int = 0
-
-
-@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: MarbleNetConfig = field(default_factory=MarbleNetConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=500, min_lr=1e-5,
                                                                    weight_decay=1e-3))
     postprocess: PostProcessingOptions = field(default_factory=PostProcessingOptions)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_steps=5000))
     tune_pads: list[float] = field(default_factory=lambda: [0.0, 0.04, 0.1, 0.2])  # [] keeps postprocess' pads
     exp_dir: str = "exp/vad_marblenet"
     seed: int = 0
@@ -102,16 +86,6 @@ def build_loader(cfg: TrainConfig, paths: list[str], train: bool) -> torch.utils
                          cfg.data.crop_seconds if train else 0.0, seed=cfg.seed)
     return torch.utils.data.DataLoader(ds, batch_size=cfg.data.batch_size if train else 1, shuffle=train,  # type: ignore[arg-type]
                                        collate_fn=collate_frames, num_workers=cfg.trainer.num_workers)
-
-
-def checkpoint_path(cfg: TrainConfig, default: str = "") -> Path | None:
-    resume = cfg.resume or default
-    if not resume:
-        return None
-    path = Path(cfg.exp_dir) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume={resume!r}: no checkpoint at {path}")
-    return path
 
 
 def split_probs(model_path: Path, cfg: TrainConfig, paths: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -153,49 +127,25 @@ def train(cfg: TrainConfig, export_path: Path) -> int:
     exp = Path(cfg.exp_dir)
     module = build_model(cfg)
     save_config(cfg, exp / "config.yaml")
-    tc = cfg.trainer
-    callbacks = [
-        ModelCheckpoint(dirpath=exp / "checkpoints", every_n_train_steps=tc.checkpoint_every_n_steps, save_top_k=0,
-                        save_last=True),
-        ModelCheckpoint(dirpath=exp / "checkpoints", filename="best-{step}-{val_auroc:.4f}", monitor="val_auroc",
-                        mode="max", save_top_k=1),
-    ]
-    trainer = pl.Trainer(
-        max_steps=tc.max_steps, val_check_interval=tc.val_check_interval, check_val_every_n_epoch=None,
-        devices=tc.devices, accelerator=tc.accelerator, precision=tc.precision,  # type: ignore[arg-type]
-        gradient_clip_val=tc.gradient_clip_val or None, log_every_n_steps=tc.log_every_n_steps, callbacks=callbacks,
-        logger=CSVLogger(exp, name="logs"), default_root_dir=exp, enable_progress_bar=sys.stderr.isatty(),
-        num_sanity_val_steps=0,
-    )
+    trainer = build_trainer(cfg.trainer, exp, "val_auroc", "max")
     trainer.fit(module, build_loader(cfg, cfg.data.train, True), build_loader(cfg, cfg.data.dev, False),
-                ckpt_path=checkpoint_path(cfg))
+                ckpt_path=resolve_checkpoint(exp, cfg.resume))
     if trainer.is_global_zero:
         module.export(export_path)
     return trainer.global_step
 
 
 def export_checkpoint(cfg: TrainConfig, export_path: Path) -> int:
-    path = checkpoint_path(cfg, default="last")
-    assert path is not None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    module = build_model(cfg)
-    module.load_state_dict(ckpt["state_dict"])
-    module.export(export_path)
-    return int(ckpt.get("global_step", 0))
+    ckpt = load_checkpoint(cfg.exp_dir, cfg.resume)
+    ckpt.restore(build_model(cfg)).export(export_path)
+    return ckpt.global_step
 
 
 def main(argv: Sequence[str] | None = None) -> RunResult:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", default=[], help="YAML file(s), merged left to right")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_steps=100")
-    args = parser.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    if cfg.mode not in ("train", "export", "evaluate"):
-        raise ConfigError(f"mode={cfg.mode!r}: choose train, export or evaluate")
+    cfg = parse_recipe_args(TrainConfig, argv, __doc__.split("\n\n")[0])
     if not cfg.data.dev:
         raise ConfigError("data.dev needs at least one manifest (thresholds are tuned on it)")
-    pl.seed_everything(cfg.seed, workers=True)
-    export_path = Path(cfg.export_path or Path(cfg.exp_dir) / "model.safetensors")
+    export_path = prepare_run(cfg)
     step = 0
     if cfg.mode == "train":
         if not cfg.data.train:
