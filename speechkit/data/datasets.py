@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from speechkit.data.sampling import SamplerConfig
 
-__all__ = ["ASRDataset", "AugmentConfig", "TranscriptError", "make_dataloader", "open_cuts"]
+__all__ = ["ASRDataset", "AugmentConfig", "TranscriptError", "WaveformAugmenter", "make_dataloader", "open_cuts"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,64 @@ class AugmentConfig:
             raise ValueError(f"AugmentConfig.noise_files: not found: {missing[:3]}")
 
 
+class WaveformAugmenter:
+    """Applies an :class:`AugmentConfig` to waveforms: speed perturbation, then additive noise.
+
+    Used by the ASR dataset and the LID collator alike. Each DataLoader worker process draws from its own random
+    stream (``seed`` mixed with the worker id, picked on the first call), so workers do not repeat one another's
+    draws; noise files are read once per process and kept.
+
+    Args:
+        cfg: what to apply (validated here).
+        sample_rate: rate of the waveforms it is given (and of the noise files after loading).
+        seed: seed of the draws.
+
+    Example:
+        >>> aug = WaveformAugmenter(AugmentConfig(speed_factors=[0.9, 1.1], noise_prob=1.0), 16000, seed=0)
+        >>> aug(np.zeros(16000, dtype=np.float32) + 0.1).shape[0] in (14545, 17778)
+        True
+    """
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.sample_rate = sample_rate
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+        self._noise: dict[str, np.ndarray] = {}
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """``(N,)`` float32 -> ``(N',)`` float32 (``N' = round(N / factor)`` when speed-perturbed)."""
+        aug = self.cfg
+        if self._rng is None:
+            info = torch.utils.data.get_worker_info()
+            self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
+        rng = self._rng
+        if aug.speed_factors and rng.random() < aug.speed_prob:
+            factor = float(aug.speed_factors[int(rng.integers(len(aug.speed_factors)))])
+            if factor != 1.0:
+                samples = speed_perturb(samples, self.sample_rate, factor)
+        if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
+            snr = float(rng.uniform(aug.snr_range[0], aug.snr_range[1]))
+            if aug.noise_files:
+                noise = self._noise_file(aug.noise_files[int(rng.integers(len(aug.noise_files)))])
+            else:
+                kind = aug.noise_kinds[int(rng.integers(len(aug.noise_kinds)))]
+                noise = colored_noise(kind, samples.shape[0], rng)  # type: ignore[arg-type]
+            try:
+                samples = mix_noise(samples, noise, snr, rng)
+            except AugmentError as err:  # silent speech: the SNR is undefined, keep the clean utterance
+                logger.debug("no noise mixed: %s", err)
+        return samples
+
+    def _noise_file(self, path: str) -> np.ndarray:
+        if path not in self._noise:
+            from speechkit.audio.io import load_audio
+
+            self._noise[path] = load_audio(path, self.sample_rate)
+        return self._noise[path]
+
+
 class ASRDataset(torch.utils.data.Dataset):
     """Maps a CutSet batch (what Lhotse's samplers yield) to padded audio and token tensors.
 
@@ -138,12 +196,11 @@ class ASRDataset(torch.utils.data.Dataset):
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.augment = augment if augment is not None and augment.enabled else None
+        self._augmenter = WaveformAugmenter(self.augment, sample_rate, seed) if self.augment is not None else None
         self.seed = seed
         self.on_bad_text = on_bad_text
         self.skipped_audio = 0
         self.skipped_text = 0
-        self._rng: np.random.Generator | None = None
-        self._noise: dict[str, np.ndarray] = {}
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
         audios: list[np.ndarray] = []
@@ -169,8 +226,8 @@ class ASRDataset(torch.utils.data.Dataset):
                 bad_audio += 1
                 skipped.append(cut.id)
                 continue
-            if self.augment is not None:
-                samples = self._augment(samples)
+            if self._augmenter is not None:
+                samples = self._augmenter(samples)
             audios.append(samples)
             token_lists.append(tokens)
             ids.append(cut.id)
@@ -205,38 +262,6 @@ class ASRDataset(torch.utils.data.Dataset):
             logger.warning("skipping cut %r: cannot read its audio: %s: %s", cut.id, type(err).__name__, err)
             return None
         return np.ascontiguousarray(samples)
-
-    def _augment(self, samples: np.ndarray) -> np.ndarray:
-        aug = self.augment
-        assert aug is not None
-        if self._rng is None:
-            # Each DataLoader worker gets its own stream, so workers do not repeat one another's draws.
-            info = torch.utils.data.get_worker_info()
-            self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
-        rng = self._rng
-        if aug.speed_factors and rng.random() < aug.speed_prob:
-            factor = float(aug.speed_factors[int(rng.integers(len(aug.speed_factors)))])
-            if factor != 1.0:
-                samples = speed_perturb(samples, self.sample_rate, factor)
-        if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
-            snr = float(rng.uniform(aug.snr_range[0], aug.snr_range[1]))
-            if aug.noise_files:
-                noise = self._noise_file(aug.noise_files[int(rng.integers(len(aug.noise_files)))])
-            else:
-                kind = aug.noise_kinds[int(rng.integers(len(aug.noise_kinds)))]
-                noise = colored_noise(kind, samples.shape[0], rng)  # type: ignore[arg-type]
-            try:
-                samples = mix_noise(samples, noise, snr, rng)
-            except AugmentError as err:  # silent speech: the SNR is undefined, keep the clean utterance
-                logger.debug("no noise mixed: %s", err)
-        return samples
-
-    def _noise_file(self, path: str) -> np.ndarray:
-        if path not in self._noise:
-            from speechkit.audio.io import load_audio
-
-            self._noise[path] = load_audio(path, self.sample_rate)
-        return self._noise[path]
 
 
 def open_cuts(paths: str | Path | Sequence[str | Path]) -> CutSet:

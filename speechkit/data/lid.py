@@ -10,7 +10,9 @@ Any NeMo manifest whose lines carry a language code works; ``speechkit prepare s
 * **Batches** (:class:`LIDCollator`): in training, one crop length per batch is drawn uniformly from
   ``crop_range`` seconds and every longer utterance is cut to a random window of that length (shorter ones stay
   whole), so a batch holds little padding and the model sees 1-20 s of speech (TitaNet-LID's range) over training.
-  For evaluation the utterances are kept whole.
+  For evaluation the utterances are kept whole. With an :class:`~speechkit.data.datasets.AugmentConfig`, each
+  training utterance is first speed-perturbed (which moves pitch and formants, i.e. makes a new voice: what a test
+  set of unseen voices asks for) and mixed with noise, then cropped.
 
 Nothing is dropped silently: the lines left out (excluded engine, unknown language with ``skip_unknown``, shorter
 than ``min_seconds``) are counted per reason in :attr:`LIDDataset.skipped` and shown by :meth:`LIDDataset.report`.
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from speechkit.audio.io import load_audio
+from speechkit.data.datasets import AugmentConfig, WaveformAugmenter
 from speechkit.data.manifests import read_manifest
 
 __all__ = ["LIDCollator", "LIDDataset", "LIDEntry", "UnknownLanguageError", "build_label_map", "random_crop"]
@@ -214,14 +217,16 @@ class LIDCollator:
         crop_range: ``(lo, hi)`` seconds: one crop length per batch, uniform in the range; ``None`` = whole
             utterances (evaluation).
         sample_rate: samples per second of the items.
-        seed: seed of the crop lengths and positions.
+        seed: seed of the crop lengths and positions (and of the augmentation draws).
+        augment: waveform augmentation applied to each utterance before it is cropped (training only; ``None`` or
+            a config with nothing enabled = off).
 
     Returns (when called):
         ``{"audio": (B, N) float32, "audio_lens": (B,) int64, "labels": (B,) int64}``.
     """
 
     def __init__(self, crop_range: tuple[float, float] | Sequence[float] | None = None, sample_rate: int = 16000,
-                 seed: int = 0) -> None:
+                 seed: int = 0, augment: AugmentConfig | None = None) -> None:
         if crop_range is not None:
             lo, hi = float(crop_range[0]), float(crop_range[1])
             if not 0 < lo <= hi:
@@ -230,6 +235,8 @@ class LIDCollator:
         self.crop_range = crop_range
         self.sample_rate = sample_rate
         self.rng = np.random.default_rng(seed)
+        self.augmenter = (WaveformAugmenter(augment, sample_rate, seed) if augment is not None and augment.enabled
+                          else None)
 
     def __call__(self, items: Sequence[tuple[np.ndarray, int]]) -> dict[str, Any]:
         import torch
@@ -237,6 +244,8 @@ class LIDCollator:
         if not items:
             raise ValueError("cannot collate an empty batch")
         waves = [x for x, _ in items]
+        if self.augmenter is not None:
+            waves = [self.augmenter(x) for x in waves]
         if self.crop_range is not None:
             length = max(1, round(self.rng.uniform(*self.crop_range) * self.sample_rate))
             waves = [random_crop(x, length, self.rng) for x in waves]

@@ -140,3 +140,20 @@ def test_dataloader_worker_processes(cuts: CutSet, tokenizer: Tokenizer) -> None
     loader = make_dataloader(open_cuts(TINY / "dev.json"), tokenizer, max_duration=30.0, num_workers=1, num_buckets=1)
     ids = [i for batch in loader for i in batch["cut_ids"]]
     assert len(ids) == 4
+
+
+def test_waveform_augmenter_speed_then_noise_at_the_snr() -> None:
+    from speechkit.data.datasets import WaveformAugmenter
+
+    x = (np.sin(np.arange(16000) * 0.05) * 0.3).astype(np.float32)
+    faster = WaveformAugmenter(AugmentConfig(speed_factors=[1.25]), 16000, seed=0)(x)
+    assert faster.shape[0] == round(16000 / 1.25)
+    noisy = WaveformAugmenter(AugmentConfig(noise_prob=1.0, snr_range=[10.0, 10.0]), 16000, seed=0)(x)
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((noisy - x) ** 2))
+    assert abs(snr - 10.0) < 1e-3
+    # The same seed draws the same noise; another seed another.
+    again = WaveformAugmenter(AugmentConfig(noise_prob=1.0, snr_range=[10.0, 10.0]), 16000, seed=0)(x)
+    other = WaveformAugmenter(AugmentConfig(noise_prob=1.0, snr_range=[10.0, 10.0]), 16000, seed=1)(x)
+    assert np.array_equal(noisy, again) and not np.array_equal(noisy, other)
+    with pytest.raises(ValueError, match="speed_factors"):
+        WaveformAugmenter(AugmentConfig(speed_factors=[0.0]), 16000)

@@ -95,3 +95,23 @@ def test_collator_crops_per_batch_and_pads() -> None:
     assert whole["audio_lens"].tolist() == [80000, 48000, 8000]
     with pytest.raises(ValueError, match="crop_range"):
         LIDCollator((2.0, 1.0))
+
+
+def test_collator_augments_before_cropping() -> None:
+    from speechkit.data.datasets import AugmentConfig
+
+    rng = np.random.default_rng(0)
+    items = [(rng.standard_normal(8000).astype(np.float32) * 0.1, 0), (rng.standard_normal(6000).astype(np.float32) * 0.1, 1)]
+    # Half speed doubles every utterance; with no crop the lengths show it.
+    slow = LIDCollator(None, 16000, augment=AugmentConfig(speed_factors=[0.5]))(items)
+    assert slow["audio_lens"].tolist() == [16000, 12000]
+    # The crop applies to the perturbed waveform: 0.5 s crops of the doubled utterances are full 0.5 s windows.
+    cropped = LIDCollator((0.5, 0.5), 16000, augment=AugmentConfig(speed_factors=[0.5]))(items)
+    assert cropped["audio_lens"].tolist() == [8000, 8000]
+    # Noise only: same lengths, different samples; nothing enabled: the collator leaves the audio alone.
+    noisy = LIDCollator(None, 16000, augment=AugmentConfig(noise_prob=1.0, snr_range=[0.0, 0.0]))(items)
+    assert noisy["audio_lens"].tolist() == [8000, 6000]
+    assert not np.allclose(noisy["audio"][0, :8000].numpy(), items[0][0])
+    plain = LIDCollator(None, 16000, augment=AugmentConfig())(items)
+    assert np.array_equal(plain["audio"][0, :8000].numpy(), items[0][0])
+    assert plain["labels"].tolist() == [0, 1]

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from speechkit.config import ConfigError, save_config
+from speechkit.data.datasets import AugmentConfig
 from speechkit.data.lid import LIDCollator, LIDDataset
 from speechkit.lid import load_model
 from speechkit.models.lid import LIDLightningModule, LossConfig, OptimConfig, SpecAugmentConfig
@@ -48,6 +49,7 @@ class DataConfig:
     crop_range: list[float] = field(default_factory=lambda: [1.0, 20.0])  # seconds; one crop length per batch
     exclude_engines: list[str] = field(default_factory=list)  # engines held out of training (and dev)
     min_seconds: float = 0.0  # shorter utterances are left out (counted)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # speed perturbation and noise (training only)
 
 
 @dataclass
@@ -102,7 +104,8 @@ def build_dataset(cfg: TrainConfig, paths: list[str], labels: list[str] | None) 
 
 
 def build_loader(cfg: TrainConfig, ds: LIDDataset, train: bool) -> torch.utils.data.DataLoader:
-    collate = LIDCollator(cfg.data.crop_range if train else None, ds.sample_rate, seed=cfg.seed)
+    collate = LIDCollator(cfg.data.crop_range if train else None, ds.sample_rate, seed=cfg.seed,
+                          augment=cfg.data.augment if train else None)
     size = cfg.data.batch_size if train else cfg.data.eval_batch_size
     # A last training batch of one or two utterances gives BatchNorm (over pooled vectors) degenerate statistics:
     # drop it (the next epoch reshuffles, so no utterance is left out for good).
