@@ -1,4 +1,5 @@
-"""OOMptimizer: the search on fake probes, and the CPU memory-budget probe on the tiny recipe model."""
+"""OOMptimizer: the search on fake probes, the CPU memory-budget probe on the tiny recipe model, and (marked cuda)
+the GPU probe within a memory fraction."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from speechkit.cli import main
-from speechkit.data.oomptimizer import (CPUProbe, OOMptimizeCommand, _model_yaml, bucket_shapes, oomptimize,
-                                        search_batch_size)
+from speechkit.data.oomptimizer import (CPUProbe, CUDAProbe, OOMptimizeCommand, _model_yaml, bucket_shapes,
+                                        oomptimize, search_batch_size)
 
 TINY_RECIPE = Path(__file__).resolve().parents[2] / "recipes/asr/fastconformer_transducer/conf/tiny_tdt.yaml"
 
@@ -74,3 +75,20 @@ def test_cli_reports_a_bucket_that_cannot_fit(capsys: pytest.CaptureFixture[str]
                "--memory-budget-gb", "0.01", "--start-batch-size", "1"])
     assert rc != 0
     assert "does not fit" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+def test_cuda_probe_answer_fits_and_a_larger_batch_does_not() -> None:
+    """Real train steps on the GPU within 2 % of its memory: the answer fits, 25 % more runs out of memory."""
+    import torch
+
+    probe = CUDAProbe(_model_yaml(OOMptimizeCommand(recipe=str(TINY_RECIPE))), memory_fraction=0.02)
+    try:
+        res = oomptimize([[4.0, 40]], probe, start_batch_size=8, threshold=0.05)
+        (b,) = res.bucket_batch_size
+        assert b >= 1
+        assert probe(b, 4.0, 40)
+        assert not probe(int(b * 1.25) + 1, 4.0, 40)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, probe.device)
+        torch.cuda.empty_cache()
