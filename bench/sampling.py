@@ -148,7 +148,8 @@ def main() -> None:
         return base + (1.0 + args.safety) * (mem(b, s, t) - base)
 
     budget = planned(args.naive_batch, 30.0, t_max)
-    fit_err = max(abs(r) for r in fit["residual_mb"]) * 2**20 / (budget - base)  # vs the memory batches may use
+    # vs the memory the naive batch adds by the fit (the headroom is not memory a batch uses)
+    fit_err = max(abs(r) for r in fit["residual_mb"]) * 2**20 / (mem(args.naive_batch, 30.0, t_max) - base)
     res2d = oomptimize(est.bins, lambda b, s, t: planned(b, s, t) <= budget, start_batch_size=8, threshold=0.02)
     naive_bs = oomptimize([[30.0, t_max]], lambda b, s, t: planned(b, s, t) <= budget, start_batch_size=8,
                           threshold=0.0).bucket_batch_size[0]

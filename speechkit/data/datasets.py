@@ -116,6 +116,15 @@ class WaveformAugmenter:
         True
     """
 
+    @classmethod
+    def from_config(cls, cfg: AugmentConfig | None, sample_rate: int, seed: int = 0) -> WaveformAugmenter | None:
+        """The augmenter for ``cfg``, or None when there is no config or it enables nothing (validated either way)."""
+        if cfg is not None and cfg.enabled:
+            return cls(cfg, sample_rate, seed)  # validates
+        if cfg is not None:
+            cfg.validate()
+        return None
+
     def __init__(self, cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> None:
         cfg.validate()
         self.cfg = cfg
@@ -191,13 +200,9 @@ class ASRDataset(torch.utils.data.Dataset):
         super().__init__()
         if on_bad_text not in BAD_TEXT_POLICIES:
             raise ValueError(f"on_bad_text must be one of {', '.join(BAD_TEXT_POLICIES)}, got {on_bad_text!r}")
-        if augment is not None:
-            augment.validate()
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
-        self.augment = augment if augment is not None and augment.enabled else None
-        self._augmenter = WaveformAugmenter(self.augment, sample_rate, seed) if self.augment is not None else None
-        self.seed = seed
+        self._augmenter = WaveformAugmenter.from_config(augment, sample_rate, seed)
         self.on_bad_text = on_bad_text
         self.skipped_audio = 0
         self.skipped_text = 0

@@ -235,8 +235,7 @@ class LIDCollator:
         self.crop_range = crop_range
         self.sample_rate = sample_rate
         self.rng = np.random.default_rng(seed)
-        self.augmenter = (WaveformAugmenter(augment, sample_rate, seed) if augment is not None and augment.enabled
-                          else None)
+        self.augmenter = WaveformAugmenter.from_config(augment, sample_rate, seed)
 
     def __call__(self, items: Sequence[tuple[np.ndarray, int]]) -> dict[str, Any]:
         import torch
