@@ -33,6 +33,7 @@ import torch
 
 __all__ = [
     "AugmentError",
+    "FrequencyWarp",
     "NoiseKind",
     "SpecAugment",
     "colored_noise",
@@ -41,6 +42,7 @@ __all__ = [
     "reverberate",
     "spec_augment",
     "speed_perturb",
+    "vtlp_source_hz",
 ]
 
 NoiseKind = Literal["white", "pink", "brown", "blue"]
@@ -446,3 +448,132 @@ class SpecAugment(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"freq_masks={self.freq_masks}, freq_width={self.freq_width}, time_masks={self.time_masks}, "
                 f"time_width={self.time_width}, mask_value={self.mask_value}")
+
+
+def _slaney_hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    # The same Slaney scale as speechkit.audio.features (linear below 1 kHz, logarithmic above), in torch.
+    f_sp, break_hz = 200.0 / 3.0, 1000.0
+    log_step = math.log(6.4) / 27.0
+    log = break_hz / f_sp + torch.log(torch.clamp(hz, min=break_hz) / break_hz) / log_step
+    return torch.where(hz >= break_hz, log, hz / f_sp)
+
+
+def vtlp_source_hz(freq_hz: torch.Tensor, alpha: torch.Tensor, nyquist: float,
+                   boundary_hz: float = 4800.0) -> torch.Tensor:
+    """Vocal tract length perturbation's piecewise-linear frequency map (Jaitly & Hinton, 2013).
+
+    Frequencies below ``boundary_hz * min(alpha, 1) / alpha`` are scaled by ``alpha``; above it a second line
+    joins that point to the Nyquist frequency, so the band edges stay where they are.
+
+    Args:
+        freq_hz: frequencies in Hz, shape ``(F,)``.
+        alpha: warp factor per utterance, shape ``(B,)`` (1 = identity).
+        nyquist: half the sample rate in Hz.
+        boundary_hz: where the linear part ends for ``alpha = 1``.
+
+    Returns:
+        Warped frequencies, shape ``(B, F)``, within ``[0, nyquist]``.
+    """
+    f = freq_hz[None, :].to(torch.float64)
+    a = alpha[:, None].to(torch.float64)
+    knee = boundary_hz * torch.clamp(a, max=1.0) / a
+    upper = nyquist - (nyquist - boundary_hz * torch.clamp(a, max=1.0)) / (nyquist - knee) * (nyquist - f)
+    return torch.where(f <= knee, f * a, upper).clamp(0.0, nyquist)
+
+
+class FrequencyWarp(torch.nn.Module):
+    """VTLP-style frequency warping of log-mel features, in training mode only (identity in eval mode).
+
+    Each utterance draws a warp factor ``alpha`` uniform in ``[1 - max_warp, 1 + max_warp]``. Output mel bin
+    ``k`` (centre frequency ``c_k``) takes the value the input has at frequency ``vtlp_source_hz(c_k, alpha)``,
+    linearly interpolated between neighbouring bins on the mel axis, so energy at ``f`` (below the knee) moves
+    to ``f / alpha``: ``alpha > 1`` lowers the formants, as a longer vocal tract does. The formants move as they
+    do between speakers with different vocal tract lengths, which a corpus of a few base voices needs to generalise
+    to new ones; unlike speed perturbation, the tempo does not change.
+
+    Args:
+        sample_rate: audio rate in Hz.
+        n_mels: mel bins ``F`` of the features.
+        fmin: lowest mel filter edge in Hz.
+        fmax: highest mel filter edge in Hz (``None`` = ``sample_rate / 2``).
+        max_warp: largest ``|alpha - 1|``, in ``[0, 0.5)``.
+        boundary_hz: end of the linear part of the warp (see :func:`vtlp_source_hz`).
+        generator: torch random generator (CPU) for reproducible factors.
+
+    Raises:
+        AugmentError: ``max_warp`` outside ``[0, 0.5)`` or ``n_mels < 2``.
+
+    Example:
+        >>> import torch
+        >>> warp = FrequencyWarp(16000, 80, max_warp=0.1, generator=torch.Generator().manual_seed(0)).train()
+        >>> warp(torch.randn(2, 80, 50), torch.tensor([50, 30])).shape
+        torch.Size([2, 80, 50])
+    """
+
+    def __init__(self, sample_rate: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
+                 max_warp: float = 0.1, boundary_hz: float = 4800.0,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if not (0.0 <= max_warp < 0.5):
+            raise AugmentError(f"FrequencyWarp max_warp must be in [0, 0.5), got {max_warp}")
+        if n_mels < 2:
+            raise AugmentError(f"FrequencyWarp needs at least 2 mel bins, got {n_mels}")
+        self.nyquist = sample_rate / 2.0
+        fmax = self.nyquist if fmax is None else float(fmax)
+        self.max_warp = float(max_warp)
+        self.boundary_hz = float(boundary_hz)
+        self.generator = generator
+        mel_lo = float(_slaney_hz_to_mel(torch.tensor(float(fmin))))
+        mel_hi = float(_slaney_hz_to_mel(torch.tensor(fmax)))
+        self.mel_lo, self.mel_step = mel_lo, (mel_hi - mel_lo) / (n_mels + 1)
+        # Centre of filter k is point k + 1 of the n_mels + 2 equally spaced mel points (see mel_filterbank).
+        centres_mel = mel_lo + self.mel_step * torch.arange(1, n_mels + 1, dtype=torch.float64)
+        f_sp, break_mel = 200.0 / 3.0, 1000.0 / (200.0 / 3.0)
+        log_step = math.log(6.4) / 27.0
+        centres_hz = torch.where(centres_mel >= break_mel,
+                                 1000.0 * torch.exp(log_step * (torch.clamp(centres_mel, min=break_mel) - break_mel)),
+                                 centres_mel * f_sp)
+        # Not persistent: derived from the feature settings, and old model files have no such entry.
+        self.register_buffer("centres_hz", centres_hz, persistent=False)
+
+    def warp(self, feats: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """Warp every utterance by its factor (always applies).
+
+        Args:
+            feats: features, shape ``(B, F, T)``.
+            alpha: warp factors, shape ``(B,)``.
+
+        Returns:
+            Warped features, shape ``(B, F, T)``; padding frames that were constant stay constant.
+        """
+        if feats.ndim != 3 or feats.shape[1] != self.centres_hz.numel():
+            raise AugmentError(f"feats must have shape (B, {self.centres_hz.numel()}, T), got {tuple(feats.shape)}")
+        n_mels = feats.shape[1]
+        src_hz = vtlp_source_hz(self.centres_hz, alpha.to(self.centres_hz.device), self.nyquist, self.boundary_hz)
+        pos = (_slaney_hz_to_mel(src_hz) - self.mel_lo) / self.mel_step - 1.0  # fractional bin index, (B, F)
+        pos = pos.clamp(0.0, n_mels - 1.0)
+        lo = pos.floor().long().clamp(max=n_mels - 2)
+        w = (pos - lo).to(feats.dtype)[:, :, None]
+        idx = lo[:, :, None].expand(-1, -1, feats.shape[2]).to(feats.device)
+        below = torch.gather(feats, 1, idx)
+        above = torch.gather(feats, 1, idx + 1)
+        return below + w.to(feats.device) * (above - below)
+
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """Warp ``feats`` with random factors (training mode) or return it unchanged (eval mode).
+
+        Args:
+            feats: features, shape ``(B, F, T)``.
+            feat_lens: valid frames per utterance, shape ``(B,)`` (unused: warping acts on frequency only).
+
+        Returns:
+            Features of shape ``(B, F, T)``.
+        """
+        if not self.training or self.max_warp == 0.0:
+            return feats
+        u = torch.rand(feats.shape[0], generator=self.generator, dtype=torch.float64)
+        alpha = 1.0 + self.max_warp * (2.0 * u - 1.0)
+        return self.warp(feats, alpha)
+
+    def extra_repr(self) -> str:
+        return f"max_warp={self.max_warp}, boundary_hz={self.boundary_hz}"

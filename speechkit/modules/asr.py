@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechkit.audio.augment import SpecAugment
+from speechkit.audio.augment import FrequencyWarp, SpecAugment
 from speechkit.audio.features import FeatureConfig, MelFrontend
 from speechkit.decoding.greedy import GreedyOptions, ctc_greedy_decode, greedy_transducer_decode
 from speechkit.decoding.hypotheses import Hypothesis
@@ -81,12 +81,15 @@ class SpecAugmentConfig:
         freq_width: widest frequency mask, in mel bins.
         time_masks: time masks per utterance (0 = none).
         time_width: widest time mask as a fraction of each utterance's valid length (0.05 = 5 %).
+        freq_warp: VTLP-style frequency warping before the masks: each utterance's formants move by a factor
+            uniform in ``[1 - freq_warp, 1 + freq_warp]`` (0 = off; :class:`~speechkit.audio.augment.FrequencyWarp`).
     """
 
     freq_masks: int = 2
     freq_width: int = 27
     time_masks: int = 10
     time_width: float = 0.05
+    freq_warp: float = 0.0
 
 
 @dataclass
@@ -208,6 +211,9 @@ class ASRModelConfig:
             raise ASRConfigError(f"ASRModelConfig.loss.fused_batch_size={self.loss.fused_batch_size}: must be >= 0")
         if not 0.0 <= self.loss.omega <= 1.0:
             raise ASRConfigError(f"ASRModelConfig.loss.omega={self.loss.omega}: must be in [0, 1]")
+        if not 0.0 <= self.spec_augment.freq_warp < 0.5:
+            raise ASRConfigError(f"ASRModelConfig.spec_augment.freq_warp={self.spec_augment.freq_warp}: "
+                                 "must be in [0, 0.5) (0 = off)")
 
 
 @dataclass
@@ -241,6 +247,7 @@ class TransducerASR(nn.Module):
         ctc: optional CTC head over the encoder output (hybrid model).
         ctc_weight: weight of the CTC loss (needs ``ctc``).
         loss_config: how :meth:`forward` computes the loss.
+        freq_warp: warps the features' frequency axis in training mode, before ``spec_augment`` (``None`` = off).
 
     Attributes:
         config: the :class:`ASRModelConfig` it was built from (``None`` when built from parts).
@@ -256,6 +263,7 @@ class TransducerASR(nn.Module):
         ctc: CTCHead | None = None,
         ctc_weight: float = 0.0,
         loss_config: TransducerLossConfig | None = None,
+        freq_warp: FrequencyWarp | None = None,
     ) -> None:
         super().__init__()
         if prediction.vocab_size != joint.layout.vocab_size:
@@ -265,6 +273,7 @@ class TransducerASR(nn.Module):
             raise ValueError(f"ctc_weight={ctc_weight} needs a CTC head")
         self.frontend = frontend
         self.spec_augment = spec_augment
+        self.freq_warp = freq_warp
         self.encoder = encoder
         self.prediction = prediction
         self.joint = joint
@@ -293,7 +302,12 @@ class TransducerASR(nn.Module):
         joint = Joint(encoder.d_model, cfg.pred_hidden, cfg.joint_hidden, layout=layout,
                       activation=cfg.joint_activation, dropout=cfg.joint_dropout)  # type: ignore[arg-type]
         ctc = CTCHead(encoder.d_model, cfg.vocab_size) if cfg.ctc_weight > 0 else None
-        model = cls(MelFrontend(cfg.features), encoder, prediction, joint, spec_augment, ctc, cfg.ctc_weight, cfg.loss)
+        freq_warp = None
+        if sa.freq_warp > 0:
+            fc = cfg.features
+            freq_warp = FrequencyWarp(fc.sample_rate, fc.n_mels, fc.lowfreq, fc.highfreq, sa.freq_warp)
+        model = cls(MelFrontend(cfg.features), encoder, prediction, joint, spec_augment, ctc, cfg.ctc_weight, cfg.loss,
+                    freq_warp)
         model.config = cfg
         return model
 
@@ -366,7 +380,7 @@ class TransducerASR(nn.Module):
     # -- forward passes -------------------------------------------------------------------------------------------
 
     def features(self, audio: Tensor, audio_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """Log-mel features, SpecAugment-masked in training mode.
+        """Log-mel features, frequency-warped and SpecAugment-masked in training mode.
 
         Args:
             audio: ``(B, N)`` float waveforms at :attr:`sample_rate`, zero padded.
@@ -376,6 +390,8 @@ class TransducerASR(nn.Module):
             ``(feats (B, F, T), feat_lens (B,))``.
         """
         feats, feat_lens = self.frontend(audio, audio_lens)
+        if self.freq_warp is not None:
+            feats = self.freq_warp(feats, feat_lens)
         if self.spec_augment is not None:
             feats = self.spec_augment(feats, feat_lens)
         return feats, feat_lens

@@ -306,3 +306,44 @@ def test_spec_augment_cuda_with_cpu_generator() -> None:
     cpu = spec_augment(feats, lens, generator=torch.Generator().manual_seed(0))
     gpu = spec_augment(feats.cuda(), lens.cuda(), generator=torch.Generator().manual_seed(0))
     assert gpu.device.type == "cuda" and torch.equal(gpu.cpu(), cpu)
+
+
+# -- frequency warping (VTLP) -----------------------------------------------------------------------------------
+
+
+def _tone_peak_bin(freq: float, alpha: float | None = None) -> int:
+    from speechkit.audio.augment import FrequencyWarp
+    from speechkit.audio.features import FeatureConfig, MelFrontend
+
+    front = MelFrontend(FeatureConfig(dither=0.0, normalize="none")).eval()
+    feats, _ = front(torch.from_numpy(_tone(freq, SR))[None], torch.tensor([SR]))
+    if alpha is not None:
+        feats = FrequencyWarp(SR, 80).warp(feats, torch.tensor([alpha], dtype=torch.float64))
+    return int(feats[0, :, 50].argmax())
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.1])
+def test_frequency_warp_moves_a_tone_to_f_over_alpha(alpha: float) -> None:
+    # Warping the features of a 1 kHz tone must look like the features of a tone at 1 kHz / alpha.
+    assert _tone_peak_bin(1000.0, alpha) == _tone_peak_bin(1000.0 / alpha)
+    assert _tone_peak_bin(1000.0, alpha) != _tone_peak_bin(1000.0)
+
+
+def test_frequency_warp_identity_eval_mode_and_determinism() -> None:
+    from speechkit.audio.augment import FrequencyWarp, vtlp_source_hz
+
+    feats = torch.randn(3, 80, 20)
+    lens = torch.tensor([20, 12, 5])
+    warp = FrequencyWarp(SR, 80, max_warp=0.1)
+    assert torch.allclose(warp.warp(feats, torch.ones(3, dtype=torch.float64)), feats, atol=1e-5)
+    assert warp.eval()(feats, lens) is feats
+    a = FrequencyWarp(SR, 80, max_warp=0.1, generator=torch.Generator().manual_seed(3)).train()(feats, lens)
+    b = FrequencyWarp(SR, 80, max_warp=0.1, generator=torch.Generator().manual_seed(3)).train()(feats, lens)
+    assert torch.equal(a, b) and not torch.allclose(a, feats)
+    # The band edges stay put and the map is monotonic.
+    hz = torch.linspace(0, 8000, 101)
+    out = vtlp_source_hz(hz, torch.tensor([0.85, 1.15]), 8000.0)
+    assert torch.allclose(out[:, [0, -1]], torch.tensor([[0.0, 8000.0], [0.0, 8000.0]], dtype=torch.float64))
+    assert bool((out.diff(dim=1) > 0).all())
+    with pytest.raises(AugmentError, match="max_warp"):
+        FrequencyWarp(SR, 80, max_warp=0.5)

@@ -163,14 +163,35 @@ def test_config_yaml_round_trip() -> None:
         ({"model_type": "multiblank", "big_blank_durations": [1, 2]}, "big_blank_durations"),
         ({"ctc_weight": 1.0}, "ctc_weight"),
         ({"pred_hidden": 0}, "pred_hidden"),
+        ({"spec_augment": {"freq_warp": 0.5}}, "spec_augment.freq_warp"),
     ],
 )
 def test_config_errors_name_the_field(change: dict, message: str) -> None:
     cfg = tiny_config()
     for key, value in change.items():
-        setattr(cfg, key, value)
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                setattr(getattr(cfg, key), sub, v)
+        else:
+            setattr(cfg, key, value)
     with pytest.raises(ASRConfigError, match=message):
         TransducerASR.from_config(cfg)
+
+
+def test_frequency_warp_is_built_from_config_and_changes_only_training_features() -> None:
+    cfg = tiny_config()
+    plain = build(cfg)
+    assert plain.freq_warp is None
+    cfg.spec_augment.freq_warp = 0.15
+    model = build(cfg)
+    assert model.freq_warp is not None and model.freq_warp.max_warp == 0.15
+    # No new state: a model file saved without warping loads into one with it.
+    assert set(model.state_dict()) == set(plain.state_dict())
+    audio, audio_lens, _, _ = batch()
+    eval_feats, _ = model.eval().features(audio, audio_lens)
+    assert torch.allclose(eval_feats, plain.eval().features(audio, audio_lens)[0])
+    train_feats, _ = model.train().features(audio, audio_lens)
+    assert not torch.allclose(train_feats, eval_feats)
 
 
 def test_feature_and_encoder_widths_must_agree() -> None:
