@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from speechkit.audio.augment import SpecAugment
+from speechkit.audio.augment import FrequencyWarp, SpecAugment
 from speechkit.losses.aam import aam_softmax_loss
 from speechkit.models.asr import OptimConfig, adamw_cosine
 from speechkit.modules.asr import SpecAugmentConfig
@@ -79,7 +79,7 @@ class LIDLightningModule(pl.LightningModule):
         labels: language codes in class order.
         optim_cfg: AdamW with warmup and cosine decay (:class:`speechkit.models.asr.OptimConfig`).
         loss_cfg: the loss.
-        spec_augment: feature masking in training (``None`` = none).
+        spec_augment: feature masking (and ``freq_warp`` frequency warping) in training (``None`` = none).
 
     Raises:
         ValueError: fewer than two labels, an unknown loss kind, or ``aam`` on a non-angular network.
@@ -101,17 +101,25 @@ class LIDLightningModule(pl.LightningModule):
         self.loss_cfg = loss_cfg
         self.model = TitaNet(self.model_cfg)
         self.spec_augment: SpecAugment | None = None
+        self.freq_warp: FrequencyWarp | None = None
         if spec_augment is not None and (spec_augment.freq_masks or spec_augment.time_masks):
             self.spec_augment = SpecAugment(spec_augment.freq_masks, spec_augment.freq_width,
                                             spec_augment.time_masks, float(spec_augment.time_width))
+        if spec_augment is not None and spec_augment.freq_warp > 0:
+            fc = self.model_cfg.features
+            self.freq_warp = FrequencyWarp(fc.sample_rate, fc.n_mels, fc.lowfreq, fc.highfreq, spec_augment.freq_warp)
+        if self.spec_augment is not None or self.freq_warp is not None:
             self.model.encoder[0].register_forward_pre_hook(self._mask_features)
         self._val: list[tuple[float, int, int]] = []
 
     def _mask_features(self, module: torch.nn.Module, args: tuple[torch.Tensor, torch.Tensor]) -> Any:
-        # SpecAugment is the identity in eval mode, so validation and export see the plain features.
-        assert self.spec_augment is not None
+        # Both are the identity in eval mode, so validation and export see the plain features.
         feats, lens = args
-        return self.spec_augment(feats, lens), lens
+        if self.freq_warp is not None:
+            feats = self.freq_warp(feats, lens)
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats, lens)
+        return feats, lens
 
     @property
     def score_scale(self) -> float:
@@ -156,8 +164,8 @@ class LIDLightningModule(pl.LightningModule):
         The running averages kept during training mix statistics of older weights; after few steps at a high
         learning rate they can lag so far that eval-mode outputs collapse (the smoke-test model: 100 % accuracy in
         train mode, chance in eval mode at step 30). This resets them and averages the batch statistics of up to
-        ``max_batches`` batches with equal weights (``momentum=None``), in train mode with SpecAugment off and no
-        gradient; momenta and modes are restored afterwards.
+        ``max_batches`` batches with equal weights (``momentum=None``), in train mode with SpecAugment and
+        frequency warping off and no gradient; momenta and modes are restored afterwards.
 
         Args:
             batches: training batches (``audio (B, N)``, ``audio_lens (B,)``), e.g. the training loader.
@@ -179,12 +187,13 @@ class LIDLightningModule(pl.LightningModule):
         if not taken:
             raise ValueError("recalibrate_batchnorm got no batch")
         momenta, was_training = [m.momentum for m in norms], net.training
-        aug_training = self.spec_augment.training if self.spec_augment is not None else False
+        augs = [a for a in (self.spec_augment, self.freq_warp) if a is not None]
+        aug_modes = [a.training for a in augs]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None
-        if self.spec_augment is not None:
-            self.spec_augment.eval()
+        for a in augs:
+            a.eval()
         net.train()
         try:
             for batch in taken:
@@ -193,8 +202,8 @@ class LIDLightningModule(pl.LightningModule):
             for m, momentum in zip(norms, momenta, strict=True):
                 m.momentum = momentum
             net.train(was_training)
-            if self.spec_augment is not None:
-                self.spec_augment.train(aug_training)
+            for a, mode in zip(augs, aug_modes, strict=True):
+                a.train(mode)
         return len(taken)
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -163,6 +163,32 @@ def test_recalibrate_batchnorm_uses_final_weights() -> None:
         module.recalibrate_batchnorm([], 5)
 
 
+def test_frequency_warp_acts_in_training_only_and_not_in_recalibration() -> None:
+    from speechkit.models.lid import LIDLightningModule, LossConfig, OptimConfig, SpecAugmentConfig
+
+    batch = {"audio": torch.randn(3, 16000), "audio_lens": torch.tensor([16000, 16000, 16000])}
+
+    def build(warp: float) -> LIDLightningModule:
+        torch.manual_seed(0)
+        return LIDLightningModule(tiny_cfg(), LABELS, OptimConfig(), LossConfig(), SpecAugmentConfig(0, 0, 0, 0.0, warp))
+
+    plain, warped = build(0.0), build(0.15)
+    assert plain.freq_warp is None and warped.freq_warp is not None
+    seen: dict[str, list[torch.Tensor]] = {"plain": [], "warped": []}
+    for name, module in (("plain", plain), ("warped", warped)):
+        module.model.encoder[0].register_forward_pre_hook(lambda m, a, n=name: seen[n].append(a[0].detach().clone()))
+        for mode in (True, False):
+            module.model.train(mode)
+            module.train(mode)
+            module.model(batch["audio"], batch["audio_lens"])
+    assert not torch.allclose(seen["warped"][0], seen["plain"][0])  # training: warped
+    torch.testing.assert_close(seen["warped"][1], seen["plain"][1])  # eval: the plain features
+    plain.recalibrate_batchnorm([batch])
+    warped.recalibrate_batchnorm([batch])
+    torch.testing.assert_close(warped.model.encoder[0].norms[0].running_mean, plain.model.encoder[0].norms[0].running_mean)
+    assert warped.freq_warp is not None and not warped.freq_warp.training
+
+
 def test_facade_imports_no_lightning() -> None:
     code = ("import sys, speechkit.lid, speechkit.lid.model, speechkit.lid.commands; "
             "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules")

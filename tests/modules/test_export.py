@@ -95,6 +95,19 @@ def test_metadata(tmp_path: Path, model_and_cfg, tokenizer: Tokenizer) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_model_file_follows_the_umask(tmp_path: Path, model_and_cfg, tokenizer: Tokenizer) -> None:
+    import os
+    import stat
+
+    model, cfg = model_and_cfg
+    old = os.umask(0o022)
+    try:
+        path = save_model_file(tmp_path / "m.safetensors", model, to_yaml(cfg), tokenizer)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as a bundled model must be
+
+
 def test_not_a_model_file(tmp_path: Path) -> None:
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 3)
