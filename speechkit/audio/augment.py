@@ -31,6 +31,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from speechkit.audio.features import _BREAK_HZ, _BREAK_MEL, _F_SP, _LOG_STEP, _hz_to_mel, _mel_to_hz
+
 __all__ = [
     "AugmentError",
     "FrequencyWarp",
@@ -450,12 +452,10 @@ class SpecAugment(torch.nn.Module):
                 f"time_width={self.time_width}, mask_value={self.mask_value}")
 
 
-def _slaney_hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    # The same Slaney scale as speechkit.audio.features (linear below 1 kHz, logarithmic above), in torch.
-    f_sp, break_hz = 200.0 / 3.0, 1000.0
-    log_step = math.log(6.4) / 27.0
-    log = break_hz / f_sp + torch.log(torch.clamp(hz, min=break_hz) / break_hz) / log_step
-    return torch.where(hz >= break_hz, log, hz / f_sp)
+def _hz_to_mel_torch(hz: torch.Tensor) -> torch.Tensor:
+    # speechkit.audio.features' Slaney scale on a tensor (the warp runs on the features' device).
+    log = _BREAK_MEL + torch.log(torch.clamp(hz, min=_BREAK_HZ) / _BREAK_HZ) / _LOG_STEP
+    return torch.where(hz >= _BREAK_HZ, log, hz / _F_SP)
 
 
 def vtlp_source_hz(freq_hz: torch.Tensor, alpha: torch.Tensor, nyquist: float,
@@ -523,16 +523,10 @@ class FrequencyWarp(torch.nn.Module):
         self.max_warp = float(max_warp)
         self.boundary_hz = float(boundary_hz)
         self.generator = generator
-        mel_lo = float(_slaney_hz_to_mel(torch.tensor(float(fmin))))
-        mel_hi = float(_slaney_hz_to_mel(torch.tensor(fmax)))
+        # The filters' centres: points 1..n_mels of the n_mels + 2 equally spaced mel points of mel_filterbank.
+        mel_lo, mel_hi = float(_hz_to_mel(float(fmin))), float(_hz_to_mel(fmax))
         self.mel_lo, self.mel_step = mel_lo, (mel_hi - mel_lo) / (n_mels + 1)
-        # Centre of filter k is point k + 1 of the n_mels + 2 equally spaced mel points (see mel_filterbank).
-        centres_mel = mel_lo + self.mel_step * torch.arange(1, n_mels + 1, dtype=torch.float64)
-        f_sp, break_mel = 200.0 / 3.0, 1000.0 / (200.0 / 3.0)
-        log_step = math.log(6.4) / 27.0
-        centres_hz = torch.where(centres_mel >= break_mel,
-                                 1000.0 * torch.exp(log_step * (torch.clamp(centres_mel, min=break_mel) - break_mel)),
-                                 centres_mel * f_sp)
+        centres_hz = torch.from_numpy(_mel_to_hz(np.linspace(mel_lo, mel_hi, n_mels + 2)[1:-1]))
         # Not persistent: derived from the feature settings, and old model files have no such entry.
         self.register_buffer("centres_hz", centres_hz, persistent=False)
 
@@ -550,7 +544,7 @@ class FrequencyWarp(torch.nn.Module):
             raise AugmentError(f"feats must have shape (B, {self.centres_hz.numel()}, T), got {tuple(feats.shape)}")
         n_mels = feats.shape[1]
         src_hz = vtlp_source_hz(self.centres_hz, alpha.to(self.centres_hz.device), self.nyquist, self.boundary_hz)
-        pos = (_slaney_hz_to_mel(src_hz) - self.mel_lo) / self.mel_step - 1.0  # fractional bin index, (B, F)
+        pos = (_hz_to_mel_torch(src_hz) - self.mel_lo) / self.mel_step - 1.0  # fractional bin index, (B, F)
         pos = pos.clamp(0.0, n_mels - 1.0)
         lo = pos.floor().long().clamp(max=n_mels - 2)
         w = (pos - lo).to(feats.dtype)[:, :, None]

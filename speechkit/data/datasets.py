@@ -119,11 +119,10 @@ class WaveformAugmenter:
     @classmethod
     def from_config(cls, cfg: AugmentConfig | None, sample_rate: int, seed: int = 0) -> WaveformAugmenter | None:
         """The augmenter for ``cfg``, or None when there is no config or it enables nothing (validated either way)."""
-        if cfg is not None and cfg.enabled:
-            return cls(cfg, sample_rate, seed)  # validates
-        if cfg is not None:
-            cfg.validate()
-        return None
+        if cfg is None:
+            return None
+        cfg.validate()
+        return cls(cfg, sample_rate, seed) if cfg.enabled else None
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> None:
         cfg.validate()

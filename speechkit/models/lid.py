@@ -100,14 +100,10 @@ class LIDLightningModule(pl.LightningModule):
         self.optim_cfg = optim_cfg
         self.loss_cfg = loss_cfg
         self.model = TitaNet(self.model_cfg)
-        self.spec_augment: SpecAugment | None = None
         self.freq_warp: FrequencyWarp | None = None
-        if spec_augment is not None and (spec_augment.freq_masks or spec_augment.time_masks):
-            self.spec_augment = SpecAugment(spec_augment.freq_masks, spec_augment.freq_width,
-                                            spec_augment.time_masks, float(spec_augment.time_width))
-        if spec_augment is not None and spec_augment.freq_warp > 0:
-            fc = self.model_cfg.features
-            self.freq_warp = FrequencyWarp(fc.sample_rate, fc.n_mels, fc.lowfreq, fc.highfreq, spec_augment.freq_warp)
+        self.spec_augment: SpecAugment | None = None
+        if spec_augment is not None:
+            self.freq_warp, self.spec_augment = spec_augment.build(self.model_cfg.features)
         if self.spec_augment is not None or self.freq_warp is not None:
             self.model.encoder[0].register_forward_pre_hook(self._mask_features)
         self._val: list[tuple[float, int, int]] = []

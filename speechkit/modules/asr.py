@@ -91,6 +91,35 @@ class SpecAugmentConfig:
     time_width: float = 0.05
     freq_warp: float = 0.0
 
+    def validate(self) -> None:
+        """Check ``freq_warp`` (SpecAugment checks its own arguments and names them).
+
+        Raises:
+            ASRConfigError: ``freq_warp`` outside ``[0, 0.5)``.
+        """
+        if not 0.0 <= self.freq_warp < 0.5:
+            raise ASRConfigError(f"spec_augment.freq_warp={self.freq_warp!r}: must be in [0, 0.5) (0 = off)")
+
+    def build(self, features: FeatureConfig) -> tuple[FrequencyWarp | None, SpecAugment | None]:
+        """The training-time feature augmenters this config enables, for features made with ``features``.
+
+        Returns:
+            ``(freq_warp, spec_augment)``, each ``None`` when off; apply them in that order.
+
+        Raises:
+            ASRConfigError: ``freq_warp`` outside ``[0, 0.5)``.
+            AugmentError: a bad SpecAugment value.
+        """
+        self.validate()
+        warp = None
+        if self.freq_warp > 0:
+            warp = FrequencyWarp(features.sample_rate, features.n_mels, features.lowfreq, features.highfreq,
+                                 self.freq_warp)
+        masks = None
+        if self.freq_masks > 0 or self.time_masks > 0:
+            masks = SpecAugment(self.freq_masks, self.freq_width, self.time_masks, float(self.time_width))
+        return warp, masks
+
 
 @dataclass
 class TransducerLossConfig:
@@ -211,9 +240,7 @@ class ASRModelConfig:
             raise ASRConfigError(f"ASRModelConfig.loss.fused_batch_size={self.loss.fused_batch_size}: must be >= 0")
         if not 0.0 <= self.loss.omega <= 1.0:
             raise ASRConfigError(f"ASRModelConfig.loss.omega={self.loss.omega}: must be in [0, 1]")
-        if not 0.0 <= self.spec_augment.freq_warp < 0.5:
-            raise ASRConfigError(f"ASRModelConfig.spec_augment.freq_warp={self.spec_augment.freq_warp}: "
-                                 "must be in [0, 0.5) (0 = off)")
+        self.spec_augment.validate()
 
 
 @dataclass
@@ -293,19 +320,12 @@ class TransducerASR(nn.Module):
         """
         cfg.validate()
         layout = cfg.layout()
-        sa = cfg.spec_augment
-        spec_augment = None
-        if sa.freq_masks > 0 or sa.time_masks > 0:
-            spec_augment = SpecAugment(sa.freq_masks, sa.freq_width, sa.time_masks, float(sa.time_width))
+        freq_warp, spec_augment = cfg.spec_augment.build(cfg.features)
         encoder = FastConformerEncoder(cfg.encoder)
         prediction = PredictionNetwork(cfg.vocab_size, cfg.pred_hidden, cfg.pred_layers, cfg.pred_dropout)
         joint = Joint(encoder.d_model, cfg.pred_hidden, cfg.joint_hidden, layout=layout,
                       activation=cfg.joint_activation, dropout=cfg.joint_dropout)  # type: ignore[arg-type]
         ctc = CTCHead(encoder.d_model, cfg.vocab_size) if cfg.ctc_weight > 0 else None
-        freq_warp = None
-        if sa.freq_warp > 0:
-            fc = cfg.features
-            freq_warp = FrequencyWarp(fc.sample_rate, fc.n_mels, fc.lowfreq, fc.highfreq, sa.freq_warp)
         model = cls(MelFrontend(cfg.features), encoder, prediction, joint, spec_augment, ctc, cfg.ctc_weight, cfg.loss,
                     freq_warp)
         model.config = cfg
