@@ -32,8 +32,10 @@ Example:
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +46,8 @@ from torch import nn
 if TYPE_CHECKING:  # pragma: no cover
     from speechkit.text.tokenizer import Tokenizer
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "read_model_file", "save_model_file"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "WeightTransfer", "read_model_file",
+           "save_model_file", "transfer_weights"]
 
 FORMAT = "speechkit-model"
 #: Bump when a reader of the previous version could misread a new file.
@@ -221,3 +224,72 @@ def read_model_file(path: str | Path, expected_kind: str | None = None, device: 
     state_dict = load_file(str(path), device=device)
     return ModelFile(state_dict=state_dict, config_yaml=meta.get("config", ""), tokenizer=tokenizer, kind=kind,
                      version=writer, format_version=fmt, dtype=meta.get("dtype", "unknown"), metadata=dict(meta))
+
+
+@dataclass
+class WeightTransfer:
+    """What :func:`transfer_weights` did, name by name.
+
+    Attributes:
+        loaded: parameters and buffers of the model that now hold the source's values.
+        shape_mismatch: ``"name: source (a, b) -> model (c, d)"`` for names in both whose shapes differ (left fresh).
+        excluded: names of the model skipped because they match an ``exclude`` pattern (left fresh).
+        missing: names of the model that the source lacks (left fresh).
+        unused: names of the source that the model lacks (ignored).
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+    def summary(self, limit: int = 8) -> str:
+        """Counts and the first ``limit`` names of each group, for the training log."""
+
+        def names(group: list[str]) -> str:
+            more = f", ... ({len(group) - limit} more)" if len(group) > limit else ""
+            return ", ".join(group[:limit]) + more
+
+        lines = [f"{len(self.loaded)} tensors loaded"]
+        for label, group in (("left fresh, shapes differ", self.shape_mismatch),
+                             ("left fresh, excluded", self.excluded),
+                             ("left fresh, not in the source", self.missing),
+                             ("in the source, not in the model", self.unused)):
+            if group:
+                lines.append(f"{len(group)} {label}: {names(group)}")
+        return "; ".join(lines)
+
+
+def transfer_weights(model: nn.Module, source: Mapping[str, torch.Tensor],
+                     exclude: Sequence[str] = ()) -> WeightTransfer:
+    """Copy every tensor of ``source`` whose name and shape match one of ``model``'s into it (a warm start).
+
+    This is fine-tuning's partial initialisation (NeMo's ``init_from_nemo_model``): e.g. a streaming model starts
+    from an offline model's weights; what changed shape (a causal subsampling's wider output projection) or was
+    excluded keeps its fresh initialisation, and nothing is skipped without being listed in the result.
+
+    Args:
+        model: the network to initialise (in place).
+        source: tensors by ``state_dict`` name (e.g. :attr:`ModelFile.state_dict`); cast to the model's dtypes.
+        exclude: ``fnmatch`` patterns of names to leave alone (``"joint.*"``, ``"*.conv_norm.*"``).
+
+    Returns:
+        A :class:`WeightTransfer` naming what was loaded and what was not, and why.
+    """
+    result = WeightTransfer()
+    target = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in target.items():
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+                result.excluded.append(name)
+            elif name not in source:
+                result.missing.append(name)
+            elif tuple(source[name].shape) != tuple(tensor.shape):
+                result.shape_mismatch.append(f"{name}: source {tuple(source[name].shape)} -> "
+                                             f"model {tuple(tensor.shape)}")
+            else:
+                tensor.copy_(source[name].to(dtype=tensor.dtype))  # state_dict tensors share the model's storage
+                result.loaded.append(name)
+    result.unused = [name for name in source if name not in target]
+    return result

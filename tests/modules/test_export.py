@@ -171,3 +171,31 @@ def test_loading_imports_no_lightning_or_lhotse(tmp_path: Path, model_and_cfg, t
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_transfer_weights_into_a_streaming_variant(model_and_cfg) -> None:
+    """An offline model's tensors warm-start its streaming variant: equal names and shapes are copied, the causal
+    subsampling's wider projection stays fresh, BatchNorm statistics the LayerNorm lacks are listed as unused."""
+    import dataclasses
+
+    from speechkit.modules.export import transfer_weights
+
+    source, cfg = model_and_cfg
+    enc = dataclasses.replace(cfg.encoder, causal_downsampling=True, conv_context="causal", conv_norm="layer_norm",
+                              att_context_style="chunked_limited", att_context_size=[[8, 1]])
+    torch.manual_seed(1)
+    target = TransducerASR.from_config(dataclasses.replace(cfg, encoder=enc))
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    report = transfer_weights(target, source.state_dict(), exclude=["ctc.*"])
+
+    src, dst = source.state_dict(), target.state_dict()
+    assert report.loaded and all(torch.equal(dst[k], src[k]) for k in report.loaded)
+    assert "encoder.layers.0.att.linear_q.weight" in report.loaded and "joint.out.weight" in report.loaded
+    assert [m.split(":")[0] for m in report.shape_mismatch] == ["encoder.subsampling.out.weight"]
+    assert report.excluded == ["ctc.proj.weight", "ctc.proj.bias"]
+    assert "encoder.layers.0.conv.conv_norm.running_mean" in report.unused and not report.missing
+    for name in [m.split(":")[0] for m in report.shape_mismatch] + report.excluded:  # left as they were
+        assert torch.equal(dst[name], fresh[name])
+    assert sorted(report.loaded + report.excluded + [m.split(":")[0] for m in report.shape_mismatch]) == sorted(dst)
+    summary = report.summary(limit=1)
+    assert "1 left fresh, shapes differ: encoder.subsampling.out.weight" in summary and "6 in the source, not in the model" in summary and "(5 more)" in summary

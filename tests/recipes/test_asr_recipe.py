@@ -135,3 +135,36 @@ def test_streaming_config_trains_and_streams(tmp_path: Path) -> None:
     while rec.is_ready(stream):
         rec.decode([stream])
     assert [t for seg in stream.segments for t in seg.token_ids] == offline.token_ids
+
+
+def test_init_from_warm_starts_the_streaming_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """init_from copies an offline model's fitting tensors (and its tokenizer) into the streaming config's network;
+    a run with another tokenizer is refused unless the vocabulary-bound layers are excluded."""
+    from speechkit.config import ConfigError
+    from speechkit.modules.export import read_model_file
+
+    recipe = load_recipe()
+    offline = run(recipe, tmp_path / "offline", "trainer.max_steps=4", "trainer.val_check_interval=4").model_path
+
+    def streaming(exp: str, *overrides: str):
+        return recipe.main([
+            "--config", str(RECIPE / "conf" / "tiny_tdt_streaming.yaml"), f"exp_dir={tmp_path / exp}",
+            f"data.train=[{TINY / 'train.json'}]", f"data.dev=[{TINY / 'dev.json'}]", f"init_from={offline}",
+            *overrides])
+
+    # A learning rate of ~0: what was copied comes out of the exported file unchanged.
+    warm = streaming("warm", "trainer.max_steps=2", "trainer.val_check_interval=2", "optim.lr=1e-12",
+                     "optim.min_lr=0", "optim.weight_decay=0", "optim.warmup_steps=0")
+    assert "tensors loaded; 1 left fresh, shapes differ: encoder.subsampling.out.weight" in capsys.readouterr().out
+    src, dst = read_model_file(offline), read_model_file(warm.model_path)
+    assert src.tokenizer is not None and dst.tokenizer is not None
+    assert dst.tokenizer.to_bytes() == src.tokenizer.to_bytes()
+    for name in ("encoder.layers.1.att.linear_q.weight", "prediction.embed.weight", "joint.out.weight"):
+        torch.testing.assert_close(dst.state_dict[name], src.state_dict[name], rtol=0, atol=1e-3)
+    assert dst.state_dict["encoder.subsampling.out.weight"].shape != src.state_dict["encoder.subsampling.out.weight"].shape
+
+    from speechkit.text.tokenizer import TokenizerTrainConfig, train_tokenizer_from_manifests
+
+    train_tokenizer_from_manifests([TINY / "train.json"], tmp_path / "tok40", TokenizerTrainConfig(vocab_size=40))
+    with pytest.raises(ConfigError, match="init_from=.*tokenizer differs.*init_exclude"):
+        streaming("other_tokenizer", f"data.tokenizer.dir={tmp_path / 'tok40'}")

@@ -5,6 +5,7 @@ Usage (from the repository root; see README.md for the whole pipeline)::
     python recipes/asr/fastconformer_transducer/train.py --config recipes/asr/fastconformer_transducer/conf/tdt.yaml \
         data.train=[data/synth_en/train.json] data.dev=[data/synth_en/dev.json] exp_dir=exp/tdt
     ... exp_dir=exp/tdt resume=last                    # continue from exp/tdt/checkpoints/last.ckpt
+    ... exp_dir=exp/tdt_ft init_from=en-tdt-synth      # start from a model file's (or bundled model's) weights
     ... exp_dir=exp/tdt mode=export                    # checkpoint (resume=..., default last) -> model file
     ... exp_dir=exp/tdt mode=evaluate data.test=[...]  # WER of the exported model file on dev and test
 
@@ -34,6 +35,7 @@ from speechkit.models.callbacks import SamplerResume
 from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
                                      resolve_checkpoint)
 from speechkit.modules.asr import ASRModelConfig, TransducerASR
+from speechkit.modules.export import ModelFile, read_model_file, transfer_weights
 from speechkit.text.tokenizer import Tokenizer, TokenizerTrainConfig, train_tokenizer_from_manifests
 
 
@@ -76,6 +78,11 @@ class TrainConfig:
     exp_dir: str = "exp/fastconformer_tdt"
     seed: int = 0
     resume: str = ""  # a checkpoint path, or "last" = exp_dir/checkpoints/last.ckpt
+    # Warm start: a model file, a folder holding model.safetensors, or a bundled model name. Its tensors whose names
+    # and shapes match the new network's are copied in (the rest stay fresh; the log lists them); its tokenizer is
+    # used unless data.tokenizer.dir names one. Ignored when resuming (the checkpoint has the weights).
+    init_from: str = ""
+    init_exclude: list[str] = field(default_factory=list)  # fnmatch patterns of names not to copy ("joint.*")
     export_path: str = ""  # default exp_dir/model.safetensors
     mode: str = "train"  # train | export | evaluate
 
@@ -87,13 +94,29 @@ class RunResult:
     global_step: int = 0
 
 
-def get_tokenizer(cfg: TrainConfig) -> Tokenizer:
-    """The configured tokenizer, or the one trained earlier in exp_dir, or a new one trained on data.train."""
+def read_init_model(cfg: TrainConfig) -> ModelFile | None:
+    """The model file ``init_from`` names (None when empty); a bundled name or a folder is resolved first."""
+    if not cfg.init_from:
+        return None
+    from speechkit.assets import resolve_model_file
+
+    return read_model_file(resolve_model_file(cfg.init_from, kind="asr"), expected_kind="asr")
+
+
+def get_tokenizer(cfg: TrainConfig, init: ModelFile | None = None) -> Tokenizer:
+    """The configured tokenizer, or the one trained earlier in exp_dir, or the ``init_from`` model's (saved into
+    exp_dir so that a resumed run keeps its ids), or a new one trained on data.train."""
     tok_cfg = cfg.data.tokenizer
     if tok_cfg.dir:
         return Tokenizer.load(tok_cfg.dir)
     out = Path(cfg.exp_dir) / "tokenizer"
     if (out / "tokenizer.model").is_file():  # resuming: the ids must not change
+        return Tokenizer.load(out)
+    if init is not None and init.tokenizer is not None:
+        if tok_cfg.vocab_size != init.tokenizer.vocab_size:
+            print(f"data.tokenizer.vocab_size={tok_cfg.vocab_size} is not used: init_from={cfg.init_from!r} brings "
+                  f"its own tokenizer ({init.tokenizer.vocab_size} pieces)")
+        init.tokenizer.save(out)
         return Tokenizer.load(out)
     if not cfg.data.train or not all(p.endswith(".json") for p in cfg.data.train):
         raise ConfigError("data.tokenizer.dir is empty: training a tokenizer needs NeMo .json manifests in data.train")
@@ -151,10 +174,31 @@ def evaluate(model_path: Path, cfg: TrainConfig) -> dict[str, ErrorRate]:
     return results
 
 
-def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
-    """Fit (or resume), then export; returns the final global step."""
+def warm_start(module: ASRLightningModule, init: ModelFile, cfg: TrainConfig) -> None:
+    """Copy the ``init_from`` model's matching tensors into the new network and print what was and was not copied.
+
+    Raises:
+        ConfigError: the two tokenizers differ and ``init_exclude`` is empty: the prediction network's embedding and
+            the joint's and CTC head's outputs would then mean other pieces than they were trained for.
+    """
+    if (init.tokenizer is None or init.tokenizer.to_bytes() != module.tokenizer.to_bytes()) and not cfg.init_exclude:
+        raise ConfigError(f"init_from={cfg.init_from!r}: its tokenizer differs from this run's, so its output layers "
+                          "mean other pieces; leave data.tokenizer.dir empty to use its tokenizer, or list the "
+                          "vocabulary-bound layers in init_exclude (e.g. ['prediction.embed.*', 'joint.out.*', "
+                          "'ctc.*'])")
+    report = transfer_weights(module.model, init.state_dict, cfg.init_exclude)
+    if not report.loaded:
+        raise ConfigError(f"init_from={cfg.init_from!r}: no tensor of it fits this network ({report.summary()})")
+    print(f"init_from {cfg.init_from}: {report.summary()}")
+
+
+def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path, init: ModelFile | None = None) -> int:
+    """Fit (or resume, or start from ``init``'s weights), then export; returns the final global step."""
     exp = Path(cfg.exp_dir)
     module = build_model(cfg, tokenizer)
+    ckpt_path = resolve_checkpoint(exp, cfg.resume)
+    if init is not None and ckpt_path is None:
+        warm_start(module, init, cfg)
     save_config(cfg, exp / "config.yaml")
     sampler_resume = SamplerResume()  # its sampler is attached once the trainer knows the rank (below)
     trainer = build_trainer(cfg.trainer, exp, "val_wer", "min", callbacks=[sampler_resume],
@@ -165,7 +209,7 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
     train_loader = build_loader(cfg, cfg.data.train, tokenizer, train=True, rank=rank, world_size=world)
     sampler_resume.attach(train_loader.sampler)  # resume=last continues the epoch where it stopped
     dev_loader = build_loader(cfg, cfg.data.dev, tokenizer, train=False, rank=rank, world_size=world)
-    trainer.fit(module, train_loader, dev_loader, ckpt_path=resolve_checkpoint(exp, cfg.resume))
+    trainer.fit(module, train_loader, dev_loader, ckpt_path=ckpt_path)
     if module.skipped_audio or module.skipped_text:
         print(f"data: skipped {module.skipped_audio} cuts with unreadable audio and {module.skipped_text} with "
               "unencodable transcripts (rank 0; see the warnings above for the cut ids)")
@@ -186,11 +230,12 @@ def main(argv: Sequence[str] | None = None) -> RunResult:
     export_path = prepare_run(cfg)
     step = 0
     if cfg.mode != "evaluate":
-        tokenizer = get_tokenizer(cfg)
+        init = read_init_model(cfg) if cfg.mode == "train" else None
+        tokenizer = get_tokenizer(cfg, init)
         if cfg.mode == "train":
             if not (cfg.data.train or cfg.data.shar_dir) or not cfg.data.dev:
                 raise ConfigError("data.train (or data.shar_dir) and data.dev need at least one manifest each")
-            step = train(cfg, tokenizer, export_path)
+            step = train(cfg, tokenizer, export_path, init)
         else:
             step = export_checkpoint(cfg, tokenizer, export_path)
     if rank_zero_only.rank != 0:  # DDP: only rank 0 exports and evaluates
