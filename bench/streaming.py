@@ -10,15 +10,20 @@ For every look-ahead the model was trained with (``att_context_size`` options), 
   it is decoded); **final-result latency**: compute after ``input_finished`` (the flush of the last partial chunk);
 - **RTFx** of one stream (audio seconds per compute second);
 - **concurrent streams**: N streams decoded together in one batch per chunk with ``--threads`` threads (2 = the
-  machine); the largest N whose batched chunk compute stays within the chunk duration is served in real time.
+  machine); the largest N whose batched chunk compute stays within the chunk duration is served in real time;
+- **WER** (with ``--wer-manifest``): word error rate at that look-ahead on a manifest's utterances. They are decoded
+  with :meth:`Recognizer.transcribe`, which gives the streamed tokens exactly (tests/inference/test_streaming.py),
+  in a fraction of the time.
 
-The model is ``--model PATH`` (an exported streaming model file); by default it is the network of
-``recipes/asr/fastconformer_transducer/conf/tdt_streaming.yaml`` with random weights and a 512-piece tokenizer
-trained on ``manifests/tiny``. Compute does not depend on the weights except through the number of tokens the
-decoder emits, which random weights do not make realistic (the row ``tokens`` says how many were emitted).
-Prints a table and writes ``bench/results/streaming.json``.
+The model is ``--model NAME|PATH``; by default the bundled streaming model (``Recognizer.from_pretrained()``).
+``--random-weights`` measures the network of ``recipes/asr/fastconformer_transducer/conf/tdt_streaming.yaml`` with
+random weights and a tokenizer trained on ``manifests/tiny`` instead: compute does not depend on the weights except
+through the number of tokens the decoder emits, which random weights do not make realistic (the row ``tokens`` says
+how many were emitted). The streamed audio is ``--manifest``'s utterances (default: the bundled test clips)
+concatenated and repeated to ``--seconds``. Prints a table and writes ``bench/results/streaming.json``.
 
-    python bench/streaming.py [--model PATH] [--seconds 20] [--threads 2] [--max-streams 64]
+    python bench/streaming.py [--model NAME|PATH | --random-weights] [--seconds 20] [--threads 2] [--max-streams 64]
+        [--wer-manifest data/synth_en/test_444.json]
 """
 
 from __future__ import annotations
@@ -67,12 +72,14 @@ def _random_model(vocab_size: int = 512):
     return ASRModel(net, tok, cfg, source=f"random weights, {CONF.name}")
 
 
-def _signal(seconds: float, seed: int = 0) -> np.ndarray:
-    """Speech-like test audio: the tiny corpus's test utterances concatenated (repeated) to ``seconds``."""
+CLIPS = ROOT / "speechkit" / "assets" / "clips" / "clips.json"
+
+
+def _signal(seconds: float, manifest: Path = CLIPS) -> np.ndarray:
+    """Test audio: a manifest's utterances concatenated (repeated) to ``seconds``."""
     from speechkit.audio.io import load_audio
     from speechkit.data.manifests import read_manifest, resolve_audio_path
 
-    manifest = ROOT / "manifests" / "tiny" / "test.json"
     parts = [load_audio(resolve_audio_path(manifest, e.audio_filepath), 16000) for e in read_manifest(manifest)]
     x = np.concatenate(parts)
     reps = int(np.ceil(seconds * 16000 / len(x)))
@@ -106,9 +113,28 @@ def _run_streams(rec, x: np.ndarray, n: int, piece: int) -> tuple[list[float], f
     return times, flush, tokens
 
 
+def _wer(rec, manifest: Path, limit: int | None) -> tuple[float, int]:
+    """Pooled WER of ``rec`` (its look-ahead) on the first ``limit`` utterances of ``manifest``, and their count."""
+    from speechkit.audio.io import load_audio
+    from speechkit.data.manifests import read_manifest, resolve_audio_path
+    from speechkit.metrics.wer import ErrorRate, word_error_rate
+
+    entries = list(read_manifest(manifest))[:limit]
+    total = ErrorRate()
+    for e in entries:
+        x = load_audio(resolve_audio_path(manifest, e.audio_filepath), rec.sample_rate)
+        total = total + word_error_rate([rec.tokenizer.normalize(e.text)], [rec.transcribe(x, rec.sample_rate).text])
+    return total.rate, len(entries)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="exported streaming model file (default: random tdt_streaming.yaml)")
+    parser.add_argument("--model", help="streaming model: registry name or file (default: the bundled one)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="measure tdt_streaming.yaml's network with random weights instead of a trained model")
+    parser.add_argument("--manifest", type=Path, default=CLIPS, help="the speech streamed (repeated to --seconds)")
+    parser.add_argument("--wer-manifest", type=Path, help="also report WER per look-ahead on this manifest")
+    parser.add_argument("--wer-limit", type=int, help="only the first N utterances of --wer-manifest")
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the concurrent-streams test")
     parser.add_argument("--max-streams", type=int, default=64)
@@ -118,9 +144,12 @@ def main() -> None:
     from speechkit.inference.offline import load_model
     from speechkit.inference.streaming import Recognizer, StreamingOptions
 
-    model = load_model(args.model) if args.model else _random_model()
+    if args.random_weights:
+        model = _random_model()
+    else:
+        model = Recognizer.from_pretrained(args.model).model
     contexts = [tuple(c) for c in model.network.encoder.cfg.att_context_options]
-    x = _signal(args.seconds)
+    x = _signal(args.seconds, args.manifest)
     rows = []
     for ctx in contexts:
         rec = Recognizer(model, StreamingOptions(att_context_size=ctx, endpointing=False))
@@ -154,21 +183,28 @@ def main() -> None:
         row["realtime_streams"] = served
         row["realtime_streams_capped"] = served * 2 > args.max_streams  # every tried N was served: a lower bound
         row["batched_chunk_ms_by_streams"] = per_n
+        if args.wer_manifest:
+            torch.set_num_threads(args.threads)
+            row["wer"], row["wer_utterances"] = _wer(rec, args.wer_manifest, args.wer_limit)
         rows.append(row)
 
     print(f"model: {model.source}")
     print(f"{'context':>10} {'chunk s':>8} {'latency s':>10} {'chunk ms':>9} {'p95 ms':>8} {'share':>7} "
-          f"{'RTFx':>7} {'final s':>8} {'streams':>8}")
+          f"{'RTFx':>7} {'final s':>8} {'streams':>8} {'WER':>7}")
     for r in rows:
+        wer = f"{100 * r['wer']:.1f}%" if "wer" in r else "-"
         print(f"{str(r['att_context_size']):>10} {r['chunk_s']:>8.2f} {r['algorithmic_latency_s']:>10.2f} "
               f"{r['chunk_compute_ms_median']:>9.1f} {r['chunk_compute_ms_p95']:>8.1f} "
               f"{100 * r['compute_share_of_chunk']:>6.1f}% {r['rtfx_1_thread']:>7.1f} "
-              f"{r['final_result_latency_s']:>8.3f} {('>=' if r['realtime_streams_capped'] else '') + str(r['realtime_streams']):>8}")
+              f"{r['final_result_latency_s']:>8.3f} {('>=' if r['realtime_streams_capped'] else '') + str(r['realtime_streams']):>8} "
+              f"{wer:>7}")
     print(f"chunk ms / share: one stream, 1 thread; streams: served in real time with {args.threads} threads "
           f"(tried up to {args.max_streams})")
     result = {
         "what": "streaming Recognizer cost per chunk, latency, RTFx and concurrent real-time streams (CPU)",
-        "model": model.source, "weights": "trained" if args.model else "random",
+        "model": model.source, "weights": "random" if args.random_weights else "trained",
+        "audio": str(args.manifest.relative_to(ROOT) if args.manifest.is_relative_to(ROOT) else args.manifest),
+        "wer_manifest": str(args.wer_manifest) if args.wer_manifest else None,
         "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "audio_seconds_per_stream": args.seconds, "threads_concurrent": args.threads, "rows": rows,
     }

@@ -344,11 +344,39 @@ def test_offline_model_is_refused(tiny_model):
         Recognizer.from_pretrained(tiny_model.path)
 
 
-def test_from_pretrained_without_a_bundled_streaming_model():
-    if any(m.available and m.default for m in list_models("asr-streaming")):
-        pytest.skip("a streaming model is bundled")
-    with pytest.raises(ModelNotFoundError, match="no streaming ASR model is bundled"):
+def test_from_pretrained_without_a_bundled_streaming_model(monkeypatch):
+    """Were no streaming model bundled, the error would say so and how to train one."""
+    import speechkit.assets as assets
+
+    def no_default(kind: str):
+        raise ModelNotFoundError(f"{assets.REGISTRY_FILE} names no default {kind} model")
+
+    monkeypatch.setattr(assets, "default_model", no_default)
+    with pytest.raises(ModelNotFoundError, match="no streaming ASR model is bundled.*tdt_streaming.yaml"):
         Recognizer.from_pretrained()
+
+
+def test_the_bundled_streaming_model_streams_the_bundled_clips():
+    """Recognizer.from_pretrained() loads the bundled English streaming model; streamed in 100 ms pieces, each clip
+    gives the tokens of its offline transcription, and the words are mostly those spoken."""
+    import json
+
+    from speechkit.metrics.wer import ErrorRate, word_error_rate
+
+    (entry,) = [m for m in list_models("asr-streaming") if m.default]
+    assert entry.available, f"{entry.path} is missing"
+    rec = Recognizer.from_pretrained(options=StreamingOptions(endpointing=False))
+    assert rec.model.source == str(entry.path)
+    assert rec.geometry.chunk_s == pytest.approx(0.40) and rec.geometry.algorithmic_latency_s < 0.5
+    clips = ROOT / "speechkit" / "assets" / "clips"
+    total = ErrorRate()
+    for line in (clips / "clips.json").read_text().splitlines():
+        clip = json.loads(line)
+        x = load_audio(clips / clip["audio_filepath"], 16000)
+        streamed = stream_all(rec, x, 16000, 1600)
+        assert_same_result(streamed, rec.transcribe(x, 16000))
+        total = total + word_error_rate(clip["text"], streamed.text)
+    assert total.rate < 0.6, str(total)
 
 
 def test_bad_input(recognizer, streaming_model, audio):
