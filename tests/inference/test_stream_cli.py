@@ -145,3 +145,14 @@ def test_errors(model_path, wav16, tmp_path, capsys):
     assert "--chunk-ms must be > 0" in capsys.readouterr().err
     assert cli.main(["stream", str(wav16), "--model", str(model_path), "--att-context-size", "4", "2"]) == 2
     assert "trained with" in capsys.readouterr().err
+
+
+def test_without_model_streams_with_the_bundled_model(capsys):
+    """No --model: the bundled streaming model; its final line is the offline transcription of the same model."""
+    clip = Path(__file__).resolve().parents[2] / "speechkit" / "assets" / "clips" / "synth_2_espeak-ng_en-029.flac"
+    assert cli.main(["stream", "--json", "--no-endpointing", str(clip)]) == 0
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    offline = Recognizer.from_pretrained(options=StreamingOptions(endpointing=False)).transcribe(
+        load_audio(clip, sample_rate=16000), 16000)
+    assert final["type"] == "final" and final["text"] == offline.text
+    assert "genus of fungi" in final["text"]
