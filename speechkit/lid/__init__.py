@@ -43,8 +43,7 @@ class LIDResult:
 
 def load_model(name_or_path: str | os.PathLike[str] | None = None, device: str = "cpu") -> LIDModel:
     """Load an LID model file as a :class:`~speechkit.lid.model.LIDModel` (``.classify(samples, sample_rate)``);
-    see :func:`speechkit.lid.model.load_model`. ``None`` (the bundled model) raises a clear ``ModelNotFoundError``
-    until one is bundled."""
+    see :func:`speechkit.lid.model.load_model`. ``None`` loads the bundled 12-language model."""
     from speechkit.lid.model import load_model as _load
 
     return _load(name_or_path, device)

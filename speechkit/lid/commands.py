@@ -16,7 +16,7 @@ class LidCommand:
 
     files: list[str] = field(metadata={"help": "audio files (any format soundfile, ffmpeg or sox reads)"})
     model: str | None = field(default=None, metadata={
-        "help": "LID model file exported by recipes/lid/titanet/train.py (unset: the bundled one, none yet)"})
+        "help": "LID model file exported by recipes/lid/titanet/train.py (unset: the bundled 12-language one)"})
     json: bool = field(default=False, metadata={"help": "print one JSON object per file"})
     top_k: int = field(default=3, metadata={"help": "how many languages (with probabilities) to show per file"})
     batch_size: int = field(default=8, metadata={"help": "files per forward pass"})

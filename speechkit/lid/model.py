@@ -2,8 +2,7 @@
 
 No Lightning is imported. ``load_model(path)`` reads a file written by ``recipes/lid/titanet/train.py``
 (:meth:`speechkit.models.lid.LIDLightningModule.export`: kind ``"lid"``, YAML with ``labels``, ``score_scale`` and
-``network``); ``load_model(None)`` means the bundled default LID model, which raises a clear
-:class:`~speechkit.assets.ModelNotFoundError` until one is bundled.
+``network``); ``load_model(None)`` means the bundled default LID model (``speechkit/assets/models.json``).
 
 Example:
     >>> from speechkit.lid import load_model
@@ -30,7 +29,7 @@ from speechkit.modules.titanet import TitaNet, TitaNetConfig
 
 __all__ = ["LIDModel", "load_model"]
 
-TRAINING_HINT = ("no LID model is bundled yet: pass the path of a model file, e.g. one trained with "
+TRAINING_HINT = ("pass the path of a model file, e.g. one trained with "
                  "`python recipes/lid/titanet/train.py --config recipes/lid/titanet/conf/titanet_s.yaml ...` "
                  "(see recipes/lid/titanet/README.md)")
 
@@ -160,7 +159,7 @@ class LIDModel:
 
 
 def load_model(name_or_path: str | os.PathLike[str] | None = None, device: str = "cpu") -> LIDModel:
-    """Load an LID model file (or the bundled default: none yet).
+    """Load an LID model file, or the bundled default (``speechkit/assets/models.json``, kind ``"lid"``).
 
     Args:
         name_or_path: a model file, a folder holding ``model.safetensors``, a registry name, or ``None``.

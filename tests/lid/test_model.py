@@ -89,7 +89,18 @@ def test_batch_equals_single_and_fp16(exported: tuple[Path, Path, torch.nn.Modul
     assert lid.classify(ws[0][::2], 8000).duration == 1.0
 
 
-def test_bad_input(exported: tuple[Path, Path, torch.nn.Module], tmp_path: Path) -> None:
+@pytest.fixture
+def nothing_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry as it would be with no default LID model."""
+    import speechkit.assets as assets
+
+    def no_default(kind: str):
+        raise ModelNotFoundError(f"{assets.REGISTRY_FILE} names no default {kind} model")
+
+    monkeypatch.setattr(assets, "default_model", no_default)
+
+
+def test_bad_input(exported: tuple[Path, Path, torch.nn.Module], tmp_path: Path, nothing_bundled: None) -> None:
     lid = load_model(exported[0])
     with pytest.raises(ValueError, match="empty audio"):
         lid.classify(np.zeros(0, np.float32), 16000)
@@ -97,7 +108,7 @@ def test_bad_input(exported: tuple[Path, Path, torch.nn.Module], tmp_path: Path)
         lid.classify([np.ones(100, np.float32), np.zeros(0, np.float32)], 16000)
     with pytest.raises(ValueError, match="mono"):
         lid.classify(np.zeros((2, 100), np.float32), 16000)
-    with pytest.raises(ModelNotFoundError, match="no LID model is bundled yet.*recipes/lid/titanet"):
+    with pytest.raises(ModelNotFoundError, match="no default lid model.*recipes/lid/titanet"):
         load_model(None)
     with pytest.raises(ModelNotFoundError, match="not found"):
         load_model(tmp_path / "nope.safetensors")
@@ -129,7 +140,7 @@ def test_cli_plain_and_json(exported: tuple[Path, Path, torch.nn.Module], tmp_pa
 
 
 def test_cli_errors(exported: tuple[Path, Path, torch.nn.Module], tmp_path: Path,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+                    capsys: pytest.CaptureFixture[str], nothing_bundled: None) -> None:
     model = str(exported[0])
     assert cli.main(["lid", "--model", model, str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav" in capsys.readouterr().err
@@ -139,7 +150,7 @@ def test_cli_errors(exported: tuple[Path, Path, torch.nn.Module], tmp_path: Path
     assert cli.main(["lid", "--model", model, "--top-k", "0", str(empty)]) == 2
     assert "--top-k" in capsys.readouterr().err
     assert cli.main(["lid", str(empty)]) == 2
-    assert "no LID model is bundled yet" in capsys.readouterr().err
+    assert "no default lid model" in capsys.readouterr().err
 
 
 def test_recalibrate_batchnorm_uses_final_weights() -> None:
@@ -193,3 +204,22 @@ def test_facade_imports_no_lightning() -> None:
     code = ("import sys, speechkit.lid, speechkit.lid.model, speechkit.lid.commands; "
             "assert 'pytorch_lightning' not in sys.modules and 'lightning' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_bundled_model_hears_english_in_the_bundled_clips(capsys: pytest.CaptureFixture[str]) -> None:
+    """load_model() with no name loads the bundled 12-language model; the bundled English clips (voices it never
+    heard) are English to it, from the API and from `speechkit lid` without --model."""
+    from speechkit.assets import list_models
+
+    (entry,) = [m for m in list_models("lid") if m.default]
+    assert entry.available and entry.path.stat().st_size < 8 * 2**20
+    lid = load_model()
+    assert lid.labels == ["ca", "de", "en", "es", "fr", "it", "nl", "pl", "pt", "ru", "sv", "uk"]
+    clips = sorted((Path(__file__).resolve().parents[2] / "speechkit" / "assets" / "clips").glob("*.flac"))
+    assert len(clips) == 3
+    from speechkit.audio.io import load_audio
+
+    results = lid.classify([load_audio(c, 16000) for c in clips], 16000)
+    assert [r.language for r in results] == ["en"] * 3
+    assert cli.main(["lid", "--json", str(clips[0])]) == 0
+    assert json.loads(capsys.readouterr().out)["language"] == "en"
