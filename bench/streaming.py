@@ -141,7 +141,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "streaming.json"))
     args = parser.parse_args()
 
-    from speechkit.inference.offline import load_model
     from speechkit.inference.streaming import Recognizer, StreamingOptions
 
     if args.random_weights:

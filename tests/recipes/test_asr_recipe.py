@@ -163,6 +163,10 @@ def test_init_from_warm_starts_the_streaming_config(tmp_path: Path, capsys: pyte
         torch.testing.assert_close(dst.state_dict[name], src.state_dict[name], rtol=0, atol=1e-3)
     assert dst.state_dict["encoder.subsampling.out.weight"].shape != src.state_dict["encoder.subsampling.out.weight"].shape
 
+    # Resuming takes the weights from the checkpoint, and says so.
+    resumed = streaming("warm", "trainer.max_steps=3", "trainer.val_check_interval=1", "resume=last")
+    assert resumed.global_step == 3 and "is not applied: resuming from" in capsys.readouterr().out
+
     from speechkit.text.tokenizer import TokenizerTrainConfig, train_tokenizer_from_manifests
 
     train_tokenizer_from_manifests([TINY / "train.json"], tmp_path / "tok40", TokenizerTrainConfig(vocab_size=40))

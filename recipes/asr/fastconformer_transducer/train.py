@@ -199,6 +199,8 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path, init: Model
     ckpt_path = resolve_checkpoint(exp, cfg.resume)
     if init is not None and ckpt_path is None:
         warm_start(module, init, cfg)
+    elif init is not None:
+        print(f"init_from={cfg.init_from!r} is not applied: resuming from {ckpt_path}, which holds the weights")
     save_config(cfg, exp / "config.yaml")
     sampler_resume = SamplerResume()  # its sampler is attached once the trainer knows the rank (below)
     trainer = build_trainer(cfg.trainer, exp, "val_wer", "min", callbacks=[sampler_resume],
