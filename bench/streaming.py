@@ -75,13 +75,18 @@ def _random_model(vocab_size: int = 512):
 CLIPS = ROOT / "speechkit" / "assets" / "clips" / "clips.json"
 
 
-def _signal(seconds: float, manifest: Path = CLIPS) -> np.ndarray:
-    """Test audio: a manifest's utterances concatenated (repeated) to ``seconds``."""
+def _utterances(manifest: Path, sample_rate: int = 16000, limit: int | None = None):
+    """``(text, samples)`` of the first ``limit`` entries of a manifest (all when None), loaded at ``sample_rate``."""
     from speechkit.audio.io import load_audio
     from speechkit.data.manifests import read_manifest, resolve_audio_path
 
-    parts = [load_audio(resolve_audio_path(manifest, e.audio_filepath), 16000) for e in read_manifest(manifest)]
-    x = np.concatenate(parts)
+    for e in list(read_manifest(manifest))[:limit]:
+        yield e.text, load_audio(resolve_audio_path(manifest, e.audio_filepath), sample_rate)
+
+
+def _signal(seconds: float, manifest: Path = CLIPS) -> np.ndarray:
+    """Test audio: a manifest's utterances concatenated (repeated) to ``seconds``."""
+    x = np.concatenate([samples for _, samples in _utterances(manifest)])
     reps = int(np.ceil(seconds * 16000 / len(x)))
     return np.tile(x, reps)[: int(seconds * 16000)].astype(np.float32)
 
@@ -115,16 +120,12 @@ def _run_streams(rec, x: np.ndarray, n: int, piece: int) -> tuple[list[float], f
 
 def _wer(rec, manifest: Path, limit: int | None) -> tuple[float, int]:
     """Pooled WER of ``rec`` (its look-ahead) on the first ``limit`` utterances of ``manifest``, and their count."""
-    from speechkit.audio.io import load_audio
-    from speechkit.data.manifests import read_manifest, resolve_audio_path
     from speechkit.metrics.wer import ErrorRate, word_error_rate
 
-    entries = list(read_manifest(manifest))[:limit]
     total = ErrorRate()
-    for e in entries:
-        x = load_audio(resolve_audio_path(manifest, e.audio_filepath), rec.sample_rate)
-        total = total + word_error_rate([rec.tokenizer.normalize(e.text)], [rec.transcribe(x, rec.sample_rate).text])
-    return total.rate, len(entries)
+    for text, x in _utterances(manifest, rec.sample_rate, limit):
+        total = total + word_error_rate(rec.tokenizer.normalize(text), rec.transcribe(x, rec.sample_rate).text)
+    return total.rate, total.utterances
 
 
 def main() -> None:

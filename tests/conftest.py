@@ -37,3 +37,14 @@ def tiny_dir() -> Path:
     """The bundled tiny corpus (manifests/tiny): train/dev/test manifests with 16 kHz wavs."""
     assert (TINY / "train.json").is_file(), "manifests/tiny is missing: see manifests/tiny/README.md"
     return TINY
+
+
+@pytest.fixture
+def nothing_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model registry as it would be with no default model of any kind (the bundled files stay in place)."""
+    import speechkit.assets as assets
+
+    def no_default(kind: str) -> assets.BundledModel:
+        raise assets.ModelNotFoundError(f"{assets.REGISTRY_FILE} names no default {kind} model")
+
+    monkeypatch.setattr(assets, "default_model", no_default)

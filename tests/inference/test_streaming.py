@@ -344,14 +344,8 @@ def test_offline_model_is_refused(tiny_model):
         Recognizer.from_pretrained(tiny_model.path)
 
 
-def test_from_pretrained_without_a_bundled_streaming_model(monkeypatch):
+def test_from_pretrained_without_a_bundled_streaming_model(nothing_bundled):
     """Were no streaming model bundled, the error would say so and how to train one."""
-    import speechkit.assets as assets
-
-    def no_default(kind: str):
-        raise ModelNotFoundError(f"{assets.REGISTRY_FILE} names no default {kind} model")
-
-    monkeypatch.setattr(assets, "default_model", no_default)
     with pytest.raises(ModelNotFoundError, match="no streaming ASR model is bundled.*tdt_streaming.yaml"):
         Recognizer.from_pretrained()
 

@@ -89,17 +89,6 @@ def test_batch_equals_single_and_fp16(exported: tuple[Path, Path, torch.nn.Modul
     assert lid.classify(ws[0][::2], 8000).duration == 1.0
 
 
-@pytest.fixture
-def nothing_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry as it would be with no default LID model."""
-    import speechkit.assets as assets
-
-    def no_default(kind: str):
-        raise ModelNotFoundError(f"{assets.REGISTRY_FILE} names no default {kind} model")
-
-    monkeypatch.setattr(assets, "default_model", no_default)
-
-
 def test_bad_input(exported: tuple[Path, Path, torch.nn.Module], tmp_path: Path, nothing_bundled: None) -> None:
     lid = load_model(exported[0])
     with pytest.raises(ValueError, match="empty audio"):

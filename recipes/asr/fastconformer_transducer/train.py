@@ -117,7 +117,7 @@ def get_tokenizer(cfg: TrainConfig, init: ModelFile | None = None) -> Tokenizer:
             print(f"data.tokenizer.vocab_size={tok_cfg.vocab_size} is not used: init_from={cfg.init_from!r} brings "
                   f"its own tokenizer ({init.tokenizer.vocab_size} pieces)")
         init.tokenizer.save(out)
-        return Tokenizer.load(out)
+        return init.tokenizer
     if not cfg.data.train or not all(p.endswith(".json") for p in cfg.data.train):
         raise ConfigError("data.tokenizer.dir is empty: training a tokenizer needs NeMo .json manifests in data.train")
     return train_tokenizer_from_manifests(cfg.data.train, out, TokenizerTrainConfig(tok_cfg.vocab_size,
