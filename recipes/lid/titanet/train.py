@@ -2,7 +2,7 @@
 
 Usage (from the repository root; see README.md for the whole pipeline)::
 
-    speechkit prepare synth --langs en de fr es it pt nl pl ru ca sv uk --hours 4 --out-dir data/synth_lid
+    speechkit prepare synth --langs en de fr es it pt nl pl ru ca sv uk --hours 12 --out-dir data/synth_lid
     python recipes/lid/titanet/train.py --config recipes/lid/titanet/conf/titanet_s.yaml
     ... resume=last          # continue from exp_dir/checkpoints/last.ckpt
     ... mode=export          # checkpoint (resume=..., default last) -> model file
