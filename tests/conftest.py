@@ -41,10 +41,8 @@ def tiny_dir() -> Path:
 
 @pytest.fixture
 def nothing_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model registry as it would be with no default model of any kind (the bundled files stay in place)."""
+    """The model registry as it would be with no model in it (the bundled files stay in place): the real
+    "no default model" errors, with their hints."""
     import speechkit.assets as assets
 
-    def no_default(kind: str) -> assets.BundledModel:
-        raise assets.ModelNotFoundError(f"{assets.REGISTRY_FILE} names no default {kind} model")
-
-    monkeypatch.setattr(assets, "default_model", no_default)
+    monkeypatch.setattr(assets, "_registry", lambda: ())

@@ -49,6 +49,11 @@ TRAINING_HINT = {
     "asr": "train one with the recipe in recipes/asr/fastconformer_transducer (its README.md has the commands) "
            "and pass the exported file's path: load_model('exp/tdt/model.safetensors') "
            "or `speechkit transcribe --model exp/tdt/model.safetensors ...`",
+    "lid": "pass the path of a model file, e.g. one trained with "
+           "`python recipes/lid/titanet/train.py --config recipes/lid/titanet/conf/titanet_s.yaml ...` "
+           "(see recipes/lid/titanet/README.md)",
+    "vad": "reinstall speechkit to restore the bundled VAD model, or train one with "
+           "`python recipes/vad/marblenet/train.py` (see recipes/vad/marblenet/README.md)",
 }
 # The name of the file a training recipe exports into its experiment folder; a folder given as a model is looked
 # up for it.

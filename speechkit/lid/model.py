@@ -29,9 +29,6 @@ from speechkit.modules.titanet import TitaNet, TitaNetConfig
 
 __all__ = ["LIDModel", "load_model"]
 
-TRAINING_HINT = ("pass the path of a model file, e.g. one trained with "
-                 "`python recipes/lid/titanet/train.py --config recipes/lid/titanet/conf/titanet_s.yaml ...` "
-                 "(see recipes/lid/titanet/README.md)")
 
 Waveform = np.ndarray | torch.Tensor
 
@@ -175,15 +172,10 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, device: str =
     """
     from omegaconf import OmegaConf
 
-    from speechkit.assets import ModelNotFoundError, resolve_model_file
+    from speechkit.assets import resolve_model_file
     from speechkit.modules.export import ModelFileError, read_model_file
 
-    try:
-        path = resolve_model_file(name_or_path, kind="lid")
-    except ModelNotFoundError as err:
-        if name_or_path is None:
-            raise ModelNotFoundError(f"{err}; {TRAINING_HINT}".replace("; ;", ";")) from None
-        raise
+    path = resolve_model_file(name_or_path, kind="lid")  # its errors name the file and how to get a model
     mf = read_model_file(path, expected_kind="lid", device=device)
     try:
         raw = OmegaConf.create(mf.config_yaml)

@@ -34,8 +34,6 @@ from speechkit.vad.postprocess import PostProcessingOptions, Segment, StreamingS
 
 __all__ = ["VADModel", "load_model"]
 
-TRAINING_HINT = ("reinstall speechkit to restore the bundled VAD model, or train one with "
-                 "`python recipes/vad/marblenet/train.py` (see recipes/vad/marblenet/README.md)")
 #: The config section of a model file that holds its default post-processing.
 POSTPROCESS_KEY = "postprocess"
 
@@ -180,15 +178,10 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, device: str =
     """
     from omegaconf import OmegaConf
 
-    from speechkit.assets import ModelNotFoundError, resolve_model_file
+    from speechkit.assets import resolve_model_file
     from speechkit.modules.export import ModelFileError, read_model_file
 
-    try:
-        path = resolve_model_file(name_or_path, kind="vad")
-    except ModelNotFoundError as err:
-        if name_or_path is None:
-            raise ModelNotFoundError(f"{err}; {TRAINING_HINT}".replace("; ;", ";")) from None
-        raise
+    path = resolve_model_file(name_or_path, kind="vad")  # its errors name the file and how to get a model
     mf = read_model_file(path, expected_kind="vad", device=device)
     try:
         raw = OmegaConf.to_container(OmegaConf.create(mf.config_yaml or "{}"))
