@@ -217,7 +217,8 @@ class LIDCollator:
         crop_range: ``(lo, hi)`` seconds: one crop length per batch, uniform in the range; ``None`` = whole
             utterances (evaluation).
         sample_rate: samples per second of the items.
-        seed: seed of the crop lengths and positions (and of the augmentation draws).
+        seed: seed of the crop lengths and positions (and of the augmentation draws), mixed with the DataLoader
+            worker id on the first call so that workers do not repeat one another's crops.
         augment: waveform augmentation applied to each utterance before it is cropped (training only; ``None`` or
             a config with nothing enabled = off).
 
@@ -234,7 +235,8 @@ class LIDCollator:
             crop_range = (lo, hi)
         self.crop_range = crop_range
         self.sample_rate = sample_rate
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
         self.augmenter = WaveformAugmenter.from_config(augment, sample_rate, seed)
 
     def __call__(self, items: Sequence[tuple[np.ndarray, int]]) -> dict[str, Any]:
@@ -246,8 +248,12 @@ class LIDCollator:
         if self.augmenter is not None:
             waves = [self.augmenter(x) for x in waves]
         if self.crop_range is not None:
-            length = max(1, round(self.rng.uniform(*self.crop_range) * self.sample_rate))
-            waves = [random_crop(x, length, self.rng) for x in waves]
+            if self._rng is None:
+                # Each worker process holds a copy of this collator: one stream per worker, as WaveformAugmenter.
+                info = torch.utils.data.get_worker_info()
+                self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
+            length = max(1, round(self._rng.uniform(*self.crop_range) * self.sample_rate))
+            waves = [random_crop(x, length, self._rng) for x in waves]
         n = max(x.shape[0] for x in waves)
         audio = torch.zeros(len(waves), n)
         for k, x in enumerate(waves):
