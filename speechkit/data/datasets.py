@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from speechkit.data.sampling import SamplerConfig
 
-__all__ = ["ASRDataset", "AugmentConfig", "TranscriptError", "WaveformAugmenter", "make_dataloader", "open_cuts"]
+__all__ = ["ASRDataset", "AugmentConfig", "TranscriptError", "WaveformAugmenter", "make_dataloader", "open_cuts",
+           "worker_rng"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +99,25 @@ class AugmentConfig:
             raise ValueError(f"AugmentConfig.noise_files: not found: {missing[:3]}")
 
 
+def worker_rng(seed: int) -> np.random.Generator:
+    """A random stream for the calling process: ``seed`` alone in the main process; in a DataLoader worker,
+    ``seed`` mixed with the worker's torch seed, which differs between workers and, because non-persistent workers
+    are started afresh each epoch from a base seed drawn from torch's (seeded) generator, between epochs too.
+
+    Objects that draw random numbers inside a worker (crops, augmentation) call this on their first draw: a
+    generator made in ``__init__`` would be copied into every worker, and every worker would repeat its draws."""
+    import torch
+
+    info = torch.utils.data.get_worker_info()
+    return np.random.default_rng(seed if info is None else [seed, info.seed])
+
+
 class WaveformAugmenter:
     """Applies an :class:`AugmentConfig` to waveforms: speed perturbation, then additive noise.
 
     Used by the ASR dataset and the LID collator alike. Each DataLoader worker process draws from its own random
-    stream (``seed`` mixed with the worker id, picked on the first call), so workers do not repeat one another's
-    draws; noise files are read once per process and kept.
+    stream (:func:`worker_rng`, picked on the first call), so workers do not repeat one another's (or the last
+    epoch's) draws; noise files are read once per process and kept.
 
     Args:
         cfg: what to apply (validated here).
@@ -136,8 +150,7 @@ class WaveformAugmenter:
         """``(N,)`` float32 -> ``(N',)`` float32 (``N' = round(N / factor)`` when speed-perturbed)."""
         aug = self.cfg
         if self._rng is None:
-            info = torch.utils.data.get_worker_info()
-            self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
+            self._rng = worker_rng(self.seed)
         rng = self._rng
         if aug.speed_factors and rng.random() < aug.speed_prob:
             factor = float(aug.speed_factors[int(rng.integers(len(aug.speed_factors)))])

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from speechkit.audio.io import load_audio
-from speechkit.data.datasets import AugmentConfig, WaveformAugmenter
+from speechkit.data.datasets import AugmentConfig, WaveformAugmenter, worker_rng
 from speechkit.data.manifests import read_manifest
 
 __all__ = ["LIDCollator", "LIDDataset", "LIDEntry", "UnknownLanguageError", "build_label_map", "random_crop"]
@@ -218,7 +218,7 @@ class LIDCollator:
             utterances (evaluation).
         sample_rate: samples per second of the items.
         seed: seed of the crop lengths and positions (and of the augmentation draws), mixed with the DataLoader
-            worker id on the first call so that workers do not repeat one another's crops.
+            worker's seed on the first call so that workers do not repeat one another's crops.
         augment: waveform augmentation applied to each utterance before it is cropped (training only; ``None`` or
             a config with nothing enabled = off).
 
@@ -249,9 +249,7 @@ class LIDCollator:
             waves = [self.augmenter(x) for x in waves]
         if self.crop_range is not None:
             if self._rng is None:
-                # Each worker process holds a copy of this collator: one stream per worker, as WaveformAugmenter.
-                info = torch.utils.data.get_worker_info()
-                self._rng = np.random.default_rng([self.seed, 0 if info is None else info.id + 1])
+                self._rng = worker_rng(self.seed)  # each DataLoader worker holds a copy of this collator
             length = max(1, round(self._rng.uniform(*self.crop_range) * self.sample_rate))
             waves = [random_crop(x, length, self._rng) for x in waves]
         n = max(x.shape[0] for x in waves)

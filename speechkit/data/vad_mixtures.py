@@ -293,7 +293,8 @@ class FrameVADDataset:
         frame_shift: seconds per label frame.
         sample_rate: audio rate.
         crop_seconds: longest item in seconds (0 = whole files).
-        seed: seed of the crops.
+        seed: seed of the crops (mixed with the DataLoader worker's seed, see
+            :func:`speechkit.data.datasets.worker_rng`).
     """
 
     def __init__(self, manifests: list[str], frame_shift: float = 0.02, sample_rate: int = 16000,
@@ -311,7 +312,8 @@ class FrameVADDataset:
         self.hop = round(frame_shift * sample_rate)
         self.sample_rate = sample_rate
         self.crop_frames = int(crop_seconds / frame_shift) if crop_seconds > 0 else 0
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -325,7 +327,12 @@ class FrameVADDataset:
         frames = min(frames, labels.shape[0])
         start = 0
         if self.crop_frames and frames > self.crop_frames:
-            start = int(self.rng.integers(frames - self.crop_frames + 1))
+            if self._rng is None:
+                # Imported here: the corpus builder above runs without torch; training is where crops are drawn.
+                from speechkit.data.datasets import worker_rng
+
+                self._rng = worker_rng(self.seed)
+            start = int(self._rng.integers(frames - self.crop_frames + 1))
             frames = self.crop_frames
         samples = audio[start * self.hop : (start + frames) * self.hop]
         return samples.astype(np.float32), labels[start : start + frames].astype(np.int64)

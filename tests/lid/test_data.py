@@ -97,17 +97,25 @@ def test_collator_crops_per_batch_and_pads() -> None:
         LIDCollator((2.0, 1.0))
 
 
-def test_collator_workers_draw_different_crops() -> None:
-    """Two DataLoader workers hold copies of one collator; each must crop with its own random stream."""
+def test_collator_workers_and_epochs_draw_different_crops() -> None:
+    """Two DataLoader workers hold copies of one collator; each must crop with its own random stream, a new one
+    each epoch, and the same ones again for the same torch seed."""
     import torch
 
     items = [(np.arange(16000 * 4, dtype=np.float32), 0)] * 8
     loader = torch.utils.data.DataLoader(items, batch_size=1, collate_fn=LIDCollator((0.5, 3.0), 16000, seed=0),
                                          num_workers=2)
-    draws = [(int(b["audio_lens"][0]), float(b["audio"][0, 0])) for b in loader]
+
+    def epoch() -> list[tuple[int, float]]:
+        return [(int(b["audio_lens"][0]), float(b["audio"][0, 0])) for b in loader]
+
+    torch.manual_seed(0)
+    first, second = epoch(), epoch()
     # Batches alternate between the workers: 0, 2, 4, 6 come from worker 0, 1, 3, 5, 7 from worker 1.
-    assert draws[0::2] != draws[1::2]
-    assert len(set(draws)) == len(draws)
+    assert len(set(first)) == len(first) and first[0::2] != first[1::2]
+    assert second != first
+    torch.manual_seed(0)
+    assert epoch() == first
 
 
 def test_collator_augments_before_cropping() -> None:

@@ -82,3 +82,18 @@ def test_frame_dataset_and_collate(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"audio_filepath": "x.wav", "duration": 1.0}) + "\n")
     with pytest.raises(ValueError, match="bad.json:1: no 'label'"):
         FrameVADDataset([str(bad)])
+
+
+def test_frame_dataset_crops_differ_between_workers(tmp_path: Path) -> None:
+    """Each DataLoader worker holds a copy of the dataset; its crop positions must come from its own stream."""
+    import torch
+
+    from speechkit.data.vad_mixtures import FrameVADDataset
+
+    build(tmp_path / "vad")
+    ds = FrameVADDataset([str(tmp_path / "vad" / "train.json")], crop_seconds=0.2)
+    one = torch.utils.data.Subset(ds, [0] * 8)  # the same file 8 times: only the crop position varies
+    loader = torch.utils.data.DataLoader(one, batch_size=1, num_workers=2, collate_fn=lambda b: b[0][0])
+    torch.manual_seed(0)
+    crops = [x.tobytes() for x in loader]
+    assert crops[0::2] != crops[1::2] and len(set(crops)) > 4
