@@ -106,8 +106,6 @@ def worker_rng(seed: int) -> np.random.Generator:
 
     Objects that draw random numbers inside a worker (crops, augmentation) call this on their first draw: a
     generator made in ``__init__`` would be copied into every worker, and every worker would repeat its draws."""
-    import torch
-
     info = torch.utils.data.get_worker_info()
     return np.random.default_rng(seed if info is None else [seed, info.seed])
 

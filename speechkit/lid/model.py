@@ -29,7 +29,6 @@ from speechkit.modules.titanet import TitaNet, TitaNetConfig
 
 __all__ = ["LIDModel", "load_model"]
 
-
 Waveform = np.ndarray | torch.Tensor
 
 
