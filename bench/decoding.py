@@ -20,6 +20,13 @@ split) each model decodes **its own encoder's output** on that audio (the first 
 ``torch.save`` dict with ``y`` ``(B, T, D)`` and ``y_lens`` ``(B,)``), otherwise random ones of the model's width.
 The encoder's time is not counted.
 
+**GPU**: ``--device cuda`` decodes there (the timings include the final copy of the results to the host);
+``--cuda-graphs`` adds, for every model, a row decoded by
+:class:`~speechkit.decoding.cuda_graphs.GraphedGreedyDecoder` (one per model and batch size, captured during the
+warm-up run), next to the ordinary label-looping rows.
+
+    python bench/decoding.py --device cuda --cuda-graphs --batch 1 16 --out /tmp/decoding_gpu.json
+
     python bench/decoding.py --model exp/fastconformer_tdt/model.safetensors \
         --model exp/fastconformer_rnnt/model.safetensors --manifest data/synth_en/test.json --utterances 0
 """
@@ -41,7 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from speechkit.decoding import GreedyOptions, greedy_transducer_decode  # noqa: E402
+from speechkit.decoding import GraphedGreedyDecoder, GreedyOptions, greedy_transducer_decode  # noqa: E402
 from speechkit.losses.layout import JointLayout  # noqa: E402
 from speechkit.modules.transducer import Joint, PredictionNetwork  # noqa: E402
 
@@ -128,13 +135,19 @@ def _encode_manifest(model: Model, manifest: str, limit: int) -> tuple[torch.Ten
     return f, torch.tensor(lens), seconds
 
 
-def _time(model: Model, f: torch.Tensor, lens: torch.Tensor, batch: int, repeat: int) -> tuple[float, list]:
-    """Median seconds to decode all of ``f`` in batches of ``batch`` (so every batch size decodes the same audio)."""
+def _time(model: Model, f: torch.Tensor, lens: torch.Tensor, batch: int, repeat: int,
+          graphs: bool = False) -> tuple[float, list]:
+    """Median seconds to decode all of ``f`` in batches of ``batch`` (so every batch size decodes the same audio);
+    ``graphs``: with a :class:`GraphedGreedyDecoder` (captured in the warm-up run)."""
+    graphed = GraphedGreedyDecoder(model.prediction, model.joint) if graphs else None
 
     def run() -> list:
         hyps = []
         for i in range(0, f.shape[0], batch):
-            hyps += greedy_transducer_decode(f[i:i + batch], lens[i:i + batch], model.prediction, model.joint)
+            if graphed is not None:
+                hyps += graphed(f[i:i + batch], lens[i:i + batch])
+            else:
+                hyps += greedy_transducer_decode(f[i:i + batch], lens[i:i + batch], model.prediction, model.joint)
         return hyps
 
     run()  # warm-up
@@ -158,8 +171,12 @@ def main() -> None:
     parser.add_argument("--encoder-out", help="torch.save'd {'y': (B, T, D), 'y_lens': (B,)} to decode")
     parser.add_argument("--manifest", help="trained models: decode each model's own encoder output on this audio")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--cuda-graphs", action="store_true", help="with --device cuda: also time CUDA-graph decoding")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "decoding.json"))
     args = parser.parse_args()
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        parser.error("--cuda-graphs needs --device cuda")
     torch.set_num_threads(args.threads)
 
     frames = round(args.seconds / FRAME_S)
@@ -184,37 +201,43 @@ def main() -> None:
         models = [_synthetic(k, f_all, lens_all, args.frames_per_token, args.seed + i)
                   for i, k in enumerate(SYNTHETIC)]
 
+    device = torch.device(args.device)
+    for m in models:
+        m.prediction.to(device)
+        m.joint.to(device)
     rows = []
-    for batch in args.batch:
-        for model in models:
-            f, lens = model.enc if model.enc is not None else (f_all, lens_all)
-            audio_s = audio_s_manifest if args.manifest else float(lens.sum()) * FRAME_S
-            seconds, hyps = _time(model, f, lens, batch, args.repeat)
-            tokens = sum(len(h) for h in hyps)
-            counts = [Counter(h.frames) for h in hyps]
-            row = {
-                "model": model.name, "model_type": model.kind, "synthetic_weights": model.synthetic,
-                "batch": batch, "seconds": seconds, "tokens": tokens, "frames": int(lens.sum()),
-                "audio_seconds": audio_s, "rtfx": audio_s / seconds,
-                "frames_per_token": int(lens.sum()) / max(tokens, 1),
-                "max_symbols_frames": sum(1 for c in counts for n in c.values() if n >= GreedyOptions().max_symbols),
-            }
-            if model.kind == "tdt":
-                durations = [d for h in hyps for d in h.durations]
-                row["mean_token_duration"] = sum(durations) / max(len(durations), 1)
-            if model.blank_bias is not None:
-                row["blank_bias"] = model.blank_bias
-            rows.append(row)
+    for batch, model, graphs in [(b, m, g) for b in args.batch for m in models
+                                 for g in ([False, True] if args.cuda_graphs else [False])]:
+        f, lens = model.enc if model.enc is not None else (f_all, lens_all)
+        audio_s = audio_s_manifest if args.manifest else float(lens.sum()) * FRAME_S
+        seconds, hyps = _time(model, f.to(device), lens.to(device), batch, args.repeat, graphs)
+        tokens = sum(len(h) for h in hyps)
+        counts = [Counter(h.frames) for h in hyps]
+        row = {
+            "model": model.name, "model_type": model.kind, "synthetic_weights": model.synthetic,
+            "device": args.device, "cuda_graphs": graphs, "batch": batch, "seconds": seconds, "tokens": tokens,
+            "frames": int(lens.sum()),
+            "audio_seconds": audio_s, "rtfx": audio_s / seconds,
+            "frames_per_token": int(lens.sum()) / max(tokens, 1),
+            "max_symbols_frames": sum(1 for c in counts for n in c.values() if n >= GreedyOptions().max_symbols),
+        }
+        if model.kind == "tdt":
+            durations = [d for h in hyps for d in h.durations]
+            row["mean_token_duration"] = sum(durations) / max(len(durations), 1)
+        if model.blank_bias is not None:
+            row["blank_bias"] = model.blank_bias
+        rows.append(row)
 
     print(f"{'model':<20}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'RTFx':>9}  notes")
     for r in rows:
         note = "synthetic weights" if r["synthetic_weights"] else "trained"
+        note += f", {r['device']}" + (" + CUDA graphs" if r["cuda_graphs"] else "")
         if "mean_token_duration" in r:
             note += f", mean duration {r['mean_token_duration']:.2f}"
         print(f"{r['model']:<20}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
               f"{r['frames_per_token']:>8.2f}{r['rtfx']:>9.0f}  {note}")
     result = {
-        "what": "greedy label-looping decoding time given encoder outputs (decoder + joint only), CPU",
+        "what": f"greedy label-looping decoding time given encoder outputs (decoder + joint only), {args.device}",
         "weights": "synthetic (random, blank bias calibrated)" if not args.model else "trained",
         "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
         "threads": args.threads, "repeat": args.repeat,

@@ -1,6 +1,8 @@
 """Decoding: batched greedy label looping for RNN-T / TDT / multi-blank transducers, CTC greedy, timestamps.
 
 - :func:`greedy_transducer_decode` with :class:`GreedyOptions` -> list of :class:`Hypothesis`;
+- :class:`GraphedGreedyDecoder`: the same decisions with the loop bodies replayed as CUDA graphs (GPU; keep one
+  per model);
 - :func:`ctc_greedy_decode` -> list of :class:`Hypothesis`;
 - :func:`token_timestamps`, :func:`word_timestamps` (:mod:`speechkit.decoding.timestamps`);
 - :class:`StreamingTransducerDecoder`, :class:`StreamingCTCDecoder` with :class:`DecoderStreamState`: the same
@@ -19,6 +21,7 @@ Example:
     True
 """
 
+from speechkit.decoding.cuda_graphs import GraphedGreedyDecoder
 from speechkit.decoding.greedy import GreedyOptions, ctc_greedy_decode, greedy_transducer_decode
 from speechkit.decoding.hypotheses import BatchedHyps, Hypothesis
 from speechkit.decoding.streaming import DecoderStreamState, StreamingCTCDecoder, StreamingTransducerDecoder
@@ -27,6 +30,7 @@ from speechkit.decoding.timestamps import WordTimestamp, frame_seconds, token_ti
 __all__ = [
     "BatchedHyps",
     "DecoderStreamState",
+    "GraphedGreedyDecoder",
     "GreedyOptions",
     "Hypothesis",
     "StreamingCTCDecoder",

@@ -35,6 +35,8 @@ class TranscribeCommand:
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
     max_symbols: int = field(default=10, metadata={"help": "most tokens one encoder frame may emit"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
+    cuda_graphs: bool = field(default=False, metadata={
+        "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
 
 
 @dataclass
@@ -60,7 +62,8 @@ def transcribe_command(opts: TranscribeCommand) -> TranscribeOutput:
     for f in opts.files:
         if not Path(f).is_file():
             raise FileNotFoundError(f"audio file not found: {f}")
-    options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=opts.json, num_threads=opts.threads)
+    options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=opts.json, num_threads=opts.threads,
+                                cuda_graphs=opts.cuda_graphs)
     model = load_model(opts.model, device=opts.device)
     return TranscribeOutput(model.transcribe(opts.files, batch_size=opts.batch_size, options=options), opts.json)
 
@@ -78,6 +81,8 @@ class EvalASRCommand:
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
     max_symbols: int = field(default=10, metadata={"help": "most tokens one encoder frame may emit"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
+    cuda_graphs: bool = field(default=False, metadata={
+        "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
@@ -86,7 +91,8 @@ def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
     from speechkit.inference.offline import TranscribeOptions, load_model
 
     model = load_model(opts.model, device=opts.device)
-    options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=False, num_threads=opts.threads)
+    options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=False, num_threads=opts.threads,
+                                cuda_graphs=opts.cuda_graphs)
     report = evaluate_manifest(model, opts.manifest, batch_size=opts.batch_size, limit=opts.limit, options=options,
                                worst=opts.worst)
     if opts.json_out:

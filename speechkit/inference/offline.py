@@ -75,11 +75,15 @@ class TranscribeOptions:
             :attr:`Transcript.words` empty; it saves little time, the frames are decoded anyway).
         num_threads: torch CPU threads used while transcribing (``None`` = leave torch's setting); torch's
             setting is restored afterwards.
+        cuda_graphs: on a GPU, replay the greedy decoder's loop bodies as CUDA graphs (the same results, fewer
+            kernel launches; :mod:`speechkit.decoding.cuda_graphs`). The model keeps the captured graphs between
+            batches. Ignored on CPU.
     """
 
     max_symbols: int = 10
     timestamps: bool = True
     num_threads: int | None = None
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_symbols, int) or self.max_symbols < 1:
@@ -300,7 +304,7 @@ class ASRModel:
         # Longest first: similar lengths share a batch (little padding) and a memory error shows up at once.
         order = sorted(items, key=lambda it: -it.num_samples)
         results: list[Transcript | None] = [None] * len(items)
-        greedy = GreedyOptions(max_symbols=options.max_symbols)
+        greedy = GreedyOptions(max_symbols=options.max_symbols, cuda_graphs=options.cuda_graphs)
         device = self.device
         with _torch_threads(options.num_threads), torch.inference_mode():
             for start in range(0, len(order), batch_size):

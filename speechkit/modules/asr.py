@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from speechkit.audio.augment import FrequencyWarp, SpecAugment
 from speechkit.audio.features import FeatureConfig, MelFrontend
+from speechkit.decoding.cuda_graphs import GraphedGreedyDecoder
 from speechkit.decoding.greedy import GreedyOptions, ctc_greedy_decode, greedy_transducer_decode
 from speechkit.decoding.hypotheses import Hypothesis
 from speechkit.losses.layout import JointLayout, LayoutError
@@ -553,7 +554,18 @@ class TransducerASR(nn.Module):
             return self.decode_encoded(enc, enc_lens, options)
 
     def decode_encoded(self, enc: Tensor, enc_lens: Tensor, options: GreedyOptions | None = None) -> list[Hypothesis]:
-        """Greedy transducer decoding of encoder output ``(B, T', D)`` with lengths ``(B,)`` (call in eval mode)."""
+        """Greedy transducer decoding of encoder output ``(B, T', D)`` with lengths ``(B,)`` (call in eval mode).
+
+        With ``options.cuda_graphs`` on a CUDA device the captured decoder is kept and reused across calls
+        (recaptured when the model moves or the options change; see :mod:`speechkit.decoding.cuda_graphs`).
+        """
+        if options is not None and options.cuda_graphs and enc.device.type == "cuda":
+            dtype = next(self.joint.parameters()).dtype
+            graphed = self.__dict__.get("_graphed_decoder")
+            if graphed is None or not graphed.matches(options, enc.device, dtype):
+                graphed = GraphedGreedyDecoder(self.prediction, self.joint, options)
+                self.__dict__["_graphed_decoder"] = graphed  # a plain attribute: not a submodule, not saved
+            return graphed(enc, enc_lens)
         return greedy_transducer_decode(enc, enc_lens, self.prediction, self.joint, options)
 
     def decode_ctc(self, audio: Tensor, audio_lens: Tensor) -> list[Hypothesis]:

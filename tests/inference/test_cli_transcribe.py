@@ -44,6 +44,26 @@ def test_transcribe_json_lines(tiny_model, tiny_audio, model, capsys):
         assert all(set(w) == {"word", "start", "end"} for w in obj["words"])
 
 
+def test_transcribe_cuda_graphs_flag_is_ignored_on_cpu(tiny_model, tiny_audio, capsys):
+    files = [str(f) for f in tiny_audio[:2]]
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), "--json", *files]) == 0
+    plain = capsys.readouterr().out
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), "--json", "--cuda-graphs", *files]) == 0
+    assert capsys.readouterr().out == plain
+
+
+@pytest.mark.cuda
+def test_transcribe_with_cuda_graphs_on_gpu(tiny_model, tiny_rnnt_model, tiny_audio, capsys):
+    """On a GPU, CUDA-graph decoding prints what the ordinary loop prints (tokens, timestamps), TDT and RNN-T."""
+    files = [str(f) for f in tiny_audio]
+    for m in (tiny_model, tiny_rnnt_model):
+        args = ["transcribe", "--model", str(m.path), "--json", "--device", "cuda", "--batch-size", "2", *files]
+        assert cli.main(args) == 0
+        plain = capsys.readouterr().out
+        assert cli.main([*args, "--cuda-graphs"]) == 0
+        assert capsys.readouterr().out == plain
+
+
 def test_transcribe_errors(tiny_model, tiny_audio, tmp_path, capsys):
     missing = tmp_path / "missing.wav"
     assert cli.main(["transcribe", "--model", str(tiny_model.path), str(tiny_audio[0]), str(missing)]) == 2
