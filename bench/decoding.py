@@ -20,6 +20,10 @@ split) each model decodes **its own encoder's output** on that audio (the first 
 ``torch.save`` dict with ``y`` ``(B, T, D)`` and ``y_lens`` ``(B,)``), otherwise random ones of the model's width.
 The encoder's time is not counted.
 
+Each row also gives the work any greedy decoder must do on that audio, counted one utterance at a time:
+``decisions`` (joint evaluations: RNN-T takes one per frame plus one per label, TDT and multi-blank skip frames) and
+``prediction_steps`` (one per label). Their ratio between two models bounds the speed-up a faster loop can reach.
+
 **GPU**: ``--device cuda`` decodes there (the timings include the final copy of the results to the host);
 ``--cuda-graphs`` adds, for every model, a row decoded by
 :class:`~speechkit.decoding.cuda_graphs.GraphedGreedyDecoder` (one per model and batch size, captured during the
@@ -159,6 +163,31 @@ def _time(model: Model, f: torch.Tensor, lens: torch.Tensor, batch: int, repeat:
     return statistics.median(times), hyps
 
 
+def _count_work(model: Model, f: torch.Tensor, lens: torch.Tensor) -> dict[str, int]:
+    """Greedy decisions (joint evaluations) and prediction-network steps, one utterance at a time: what the
+    decoder must compute whatever its implementation. RNN-T takes one decision per frame plus one per label; TDT
+    and multi-blank skip frames, and every model takes one prediction step per label."""
+    counts = {"decisions": 0, "prediction_steps": 0}
+    joint_call, step_call = model.joint.joint_after_projection, model.prediction.step
+
+    def joint(fp: torch.Tensor, gp: torch.Tensor) -> torch.Tensor:
+        counts["decisions"] += fp.shape[0]
+        return joint_call(fp, gp)
+
+    def step(labels: torch.Tensor, state: object = None) -> tuple:
+        counts["prediction_steps"] += labels.shape[0]
+        return step_call(labels, state)
+
+    model.joint.joint_after_projection, model.prediction.step = joint, step  # instance attributes shadow methods
+    try:
+        for i in range(f.shape[0]):
+            greedy_transducer_decode(f[i:i + 1], lens[i:i + 1], model.prediction, model.joint)
+    finally:
+        del model.joint.joint_after_projection, model.prediction.step
+    counts["prediction_steps"] -= f.shape[0]  # the start symbol's step, one per utterance
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
@@ -205,6 +234,7 @@ def main() -> None:
     for m in models:
         m.prediction.to(device)
         m.joint.to(device)
+    work = {m.name: _count_work(m, *(m.enc if m.enc is not None else (f_all, lens_all))) for m in models}
     rows = []
     for batch, model, graphs in [(b, m, g) for b in args.batch for m in models
                                  for g in ([False, True] if args.cuda_graphs else [False])]:
@@ -219,6 +249,7 @@ def main() -> None:
             "frames": int(lens.sum()),
             "audio_seconds": audio_s, "rtfx": audio_s / seconds,
             "frames_per_token": int(lens.sum()) / max(tokens, 1),
+            **work[model.name],
             "max_symbols_frames": sum(1 for c in counts for n in c.values() if n >= GreedyOptions().max_symbols),
         }
         if model.kind == "tdt":
@@ -228,14 +259,15 @@ def main() -> None:
             row["blank_bias"] = model.blank_bias
         rows.append(row)
 
-    print(f"{'model':<20}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'RTFx':>9}  notes")
+    print(f"{'model':<20}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'decis.':>8}{'RTFx':>9}"
+          "  notes")
     for r in rows:
         note = "synthetic weights" if r["synthetic_weights"] else "trained"
         note += f", {r['device']}" + (" + CUDA graphs" if r["cuda_graphs"] else "")
         if "mean_token_duration" in r:
             note += f", mean duration {r['mean_token_duration']:.2f}"
         print(f"{r['model']:<20}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
-              f"{r['frames_per_token']:>8.2f}{r['rtfx']:>9.0f}  {note}")
+              f"{r['frames_per_token']:>8.2f}{r['decisions']:>8}{r['rtfx']:>9.0f}  {note}")
     result = {
         "what": f"greedy label-looping decoding time given encoder outputs (decoder + joint only), {args.device}",
         "weights": "synthetic (random, blank bias calibrated)" if not args.model else "trained",
