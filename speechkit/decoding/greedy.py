@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -75,8 +76,10 @@ class GreedyOptions:
         compact: run the joint and the prediction network only on the hypotheses that need them (gathered with
             ``nonzero``) instead of on the whole batch under a mask. ``None``: for CPU tensors at batch > 1, where
             ``nonzero`` costs no device synchronisation and skipping finished or waiting rows saves work (1.2-1.7x at
-            batch 16 in ``bench/decoding.py``); on GPUs the masked form keeps the loop free of host round-trips.
-            Results are identical either way.
+            batch 16 in ``bench/decoding.py``), and for one CPU hypothesis (float32/float64) a loop with plain
+            Python control flow (no masks: the tensor work is the joint and the LSTM step); on GPUs the masked form
+            keeps the loop free of host round-trips. ``False`` forces the masked form, ``True`` the gathered one.
+            The decisions are the same in every form.
         cuda_graphs: on a CUDA device, replay the loop bodies as CUDA graphs
             (:class:`~speechkit.decoding.cuda_graphs.GraphedGreedyDecoder`): far fewer kernel launches at small
             batches, the same decisions. Ignored for CPU tensors. :func:`greedy_transducer_decode` captures anew on
@@ -251,6 +254,10 @@ def label_loop(
     rows = torch.arange(batch, device=device)
     last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
     sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
+    if (batch == 1 and options.compact is None and device.type == "cpu"
+            and hyps.scores.dtype in (torch.float32, torch.float64)):
+        _label_loop_one(enc, offset, end, loop, hyps, prediction, joint, options, rule)
+        return
     compact = options.compact if options.compact is not None else device.type == "cpu" and batch > 1
 
     def decide(mask: Tensor, t: Tensor, pred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -313,6 +320,73 @@ def label_loop(
         active = t < end
 
     loop.pred, loop.state, loop.t, loop.run, loop.run_frame = pred, state, t, run, run_frame
+
+
+def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopState, hyps: BatchedHyps,
+                    prediction: PredictionNetwork, joint: Joint, options: GreedyOptions, rule: _Rule) -> None:
+    """:func:`label_loop` for one hypothesis on the CPU, with Python control flow instead of masked tensor updates.
+
+    At batch 1 the masked loop spends most of its time on bookkeeping ops (``where``, index writes, the guard), each
+    a few microseconds of dispatch; here only the joint (on ``(1, J)`` rows, the very shapes of the masked loop),
+    the argmaxes and the LSTM step are tensor ops. The decisions are those of the masked loop, and so are the
+    scores: the per-decision log-probabilities are summed in the scores' dtype, in the same order.
+    """
+    vocab, num_classes = rule.vocab_size, rule.num_token_classes
+    advance_of = rule.advance.tolist()
+    durations = rule.durations.tolist() if rule.durations is not None else None
+    to_score = np.float64 if hyps.scores.dtype == torch.float64 else np.float32
+    off, stop = int(offset[0]), int(end[0])
+    last = max(stop - off - 1, 0)
+    t, run, run_frame = int(loop.t[0]), int(loop.run[0]), int(loop.run_frame[0])
+    score = to_score(hyps.scores[0].item())
+    pred, state = loop.pred, loop.state  # (1, J), (L, 1, H) x 2
+    frames_enc = enc[0]  # (T, J)
+    labels: list[int] = []
+    frames: list[int] = []
+    advances: list[int] = []
+    while t < stop:
+        frame = t
+        while True:  # decisions until a label, or a blank that runs out of frames
+            local = max(min(t - off, last), 0)
+            logits = joint.joint_after_projection(frames_enc[local:local + 1], pred)[0]  # (K,)
+            tok = logits[:num_classes]
+            label = int(tok.argmax())
+            log_prob = to_score(tok.log_softmax(dim=-1)[label].item())
+            if durations is None:
+                advance = advance_of[label]
+            else:
+                dur = logits[num_classes:]
+                index = int(dur.argmax())
+                log_prob = log_prob + to_score(dur.log_softmax(dim=-1)[index].item())
+                advance = max(durations[index], 1) if label >= vocab else durations[index]
+            score = score + log_prob
+            t += advance
+            if label < vocab or t >= stop:
+                break
+            frame = t
+        if label >= vocab:
+            break
+        labels.append(label)
+        frames.append(frame)
+        advances.append(advance)
+        g, state = prediction.step(torch.tensor([label], device=enc.device), state)
+        pred = joint.project_prediction(g)
+        # max_symbols guard, as in label_loop
+        run = run + 1 if frame == run_frame else 1
+        run_frame = frame
+        if t == frame and run >= options.max_symbols:
+            t += 1
+
+    n, k = int(hyps.lengths[0]), len(labels)
+    if k:
+        hyps.labels[0, n:n + k] = torch.tensor(labels)
+        hyps.frames[0, n:n + k] = torch.tensor(frames)
+        hyps.durations[0, n:n + k] = torch.tensor(advances)
+        hyps.lengths[0] = n + k
+    hyps.scores[0] = float(score)
+    loop.pred, loop.state = pred, state
+    loop.t, loop.run, loop.run_frame = (torch.tensor([v], dtype=torch.long, device=enc.device)
+                                        for v in (t, run, run_frame))
 
 
 @torch.no_grad()

@@ -50,6 +50,22 @@ def test_batched_equals_per_utterance(layout, batch, make_model, ragged_batch):
             assert_same(greedy_transducer_decode(f, lengths, pred, joint, GreedyOptions(compact=compact)), reference)
 
 
+@pytest.mark.parametrize("max_symbols", [1, 2, 10])
+def test_single_hypothesis_loop_equals_masked_loop(layout, max_symbols, make_model, ragged_batch):
+    """One CPU hypothesis takes the plain-Python loop; it gives the masked loop's decisions and, summing the same
+    log-probabilities in the same order and dtype, bit-identical scores (float64 and float32 models)."""
+    for dtype in (torch.float64, torch.float32):
+        pred, joint = make_model(layout, seed=7, dtype=dtype)
+        f, lengths = ragged_batch(6, 30, seed=7, dtype=dtype)
+        for b in range(6):
+            x, n = f[b:b + 1], lengths[b:b + 1]
+            fast = greedy_transducer_decode(x, n, pred, joint, GreedyOptions(max_symbols=max_symbols))
+            masked = greedy_transducer_decode(x, n, pred, joint, GreedyOptions(max_symbols=max_symbols, compact=False))
+            assert_same(fast, masked, score_tol=0.0)
+            assert_same(fast, greedy_transducer_reference(x, n, pred, joint, GreedyOptions(max_symbols=max_symbols)),
+                        score_tol=1e-9 if dtype == torch.float64 else 1e-4)
+
+
 def test_random_models_emit_blanks_and_labels(layout, make_model, ragged_batch):
     """The equality tests mean something only if the argmax is sometimes blank and sometimes not."""
     pred, joint = make_model(layout, seed=0)
@@ -92,6 +108,9 @@ def test_max_symbols_guard(name, max_symbols, make_model, ragged_batch):
     options = GreedyOptions(max_symbols=max_symbols)
     hyps = greedy_transducer_decode(f, lengths, pred, joint, options)
     assert_same(hyps, greedy_transducer_reference(f, lengths, pred, joint, options))
+    # one at a time: the single-hypothesis loop applies the same guard
+    assert_same([greedy_transducer_decode(f[b:b + 1], lengths[b:b + 1], pred, joint, options)[0] for b in range(5)],
+                hyps)
     for h, n in zip(hyps, lengths.tolist(), strict=True):
         assert h.frames == [t for t in range(n) for _ in range(max_symbols)]
         if name == "tdt0":
