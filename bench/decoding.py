@@ -23,6 +23,7 @@ The encoder's time is not counted.
 Each row also gives the work any greedy decoder must do on that audio, counted one utterance at a time:
 ``decisions`` (joint evaluations: RNN-T takes one per frame plus one per label, TDT and multi-blank skip frames) and
 ``prediction_steps`` (one per label). Their ratio between two models bounds the speed-up a faster loop can reach.
+``joint_us`` and ``prediction_step_us`` are the batch-1 costs of one joint evaluation and of one prediction step.
 
 **GPU**: ``--device cuda`` decodes there (the timings include the final copy of the results to the host);
 ``--cuda-graphs`` adds, for every model, a row decoded by
@@ -188,6 +189,33 @@ def _count_work(model: Model, f: torch.Tensor, lens: torch.Tensor) -> dict[str, 
     return counts
 
 
+def _unit_costs(model: Model, dim: int, calls: int = 2000) -> dict[str, float]:
+    """Microseconds of one batch-1 joint evaluation and of one prediction step (LSTM step + joint projection), the
+    two costs a greedy decoder pays per decision and per label."""
+    device = next(model.joint.parameters()).device
+    fp = model.joint.project_encoder(torch.randn(1, dim, device=device))
+    state = model.prediction.init_state(1, device)
+    label = torch.zeros(1, dtype=torch.long, device=device)
+    gp = model.joint.project_prediction(model.prediction.step(label, state)[0])
+
+    def joint() -> None:
+        model.joint.joint_after_projection(fp, gp)
+
+    def step() -> None:
+        model.joint.project_prediction(model.prediction.step(label, state)[0])
+
+    costs = {}
+    with torch.no_grad():
+        for name, fn in (("joint_us", joint), ("prediction_step_us", step)):
+            for _ in range(100):
+                fn()
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            costs[name] = (time.perf_counter() - t) / calls * 1e6
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
@@ -234,7 +262,8 @@ def main() -> None:
     for m in models:
         m.prediction.to(device)
         m.joint.to(device)
-    work = {m.name: _count_work(m, *(m.enc if m.enc is not None else (f_all, lens_all))) for m in models}
+    work = {m.name: {**_count_work(m, *(m.enc if m.enc is not None else (f_all, lens_all))),
+                     **_unit_costs(m, m.joint.enc.in_features)} for m in models}
     rows = []
     for batch, model, graphs in [(b, m, g) for b in args.batch for m in models
                                  for g in ([False, True] if args.cuda_graphs else [False])]:

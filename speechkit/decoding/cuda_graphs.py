@@ -215,7 +215,6 @@ class GraphedGreedyDecoder:
         if loop is not None:  # grow to cover both the old and the new shape
             batch, frames = max(batch, loop.batch), max(frames, loop.frames)
         frames = -(-frames // self.FRAME_STEP) * self.FRAME_STEP
-        self._graphs = {}
         self._loop = loop = _StaticLoop(batch, frames, self.prediction, self.joint, self.options, self.device,
                                         self.dtype)
         bodies = {"start": loop.start, "outer": loop.outer, "inner": loop.inner, "emit": loop.emit}

@@ -251,13 +251,13 @@ def label_loop(
     device = enc.device
     rule = _Rule(joint.layout, options, device)
     vocab = joint.layout.vocab_size
-    rows = torch.arange(batch, device=device)
-    last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
-    sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
     if (batch == 1 and options.compact is None and device.type == "cpu"
             and hyps.scores.dtype in (torch.float32, torch.float64)):
         _label_loop_one(enc, offset, end, loop, hyps, prediction, joint, options, rule)
         return
+    rows = torch.arange(batch, device=device)
+    last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
+    sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
     compact = options.compact if options.compact is not None else device.type == "cpu" and batch > 1
 
     def decide(mask: Tensor, t: Tensor, pred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
