@@ -175,9 +175,9 @@ def _count_work(model: Model, f: torch.Tensor, lens: torch.Tensor) -> dict[str, 
         counts["decisions"] += fp.shape[0]
         return joint_call(fp, gp)
 
-    def step(labels: torch.Tensor, state: object = None) -> tuple:
+    def step(labels: torch.Tensor, state: object = None, input_gates: torch.Tensor | None = None) -> tuple:
         counts["prediction_steps"] += labels.shape[0]
-        return step_call(labels, state)
+        return step_call(labels, state, input_gates)
 
     model.joint.joint_after_projection, model.prediction.step = joint, step  # instance attributes shadow methods
     try:
@@ -201,8 +201,10 @@ def _unit_costs(model: Model, dim: int, calls: int = 2000) -> dict[str, float]:
     def joint() -> None:
         model.joint.joint_after_projection(fp, gp)
 
+    gates = model.prediction.input_gates()  # as the decoders do: fetched once per call, not per step
+
     def step() -> None:
-        model.joint.project_prediction(model.prediction.step(label, state)[0])
+        model.joint.project_prediction(model.prediction.step(label, state, gates)[0])
 
     costs = {}
     with torch.no_grad():

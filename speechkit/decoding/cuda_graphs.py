@@ -66,8 +66,11 @@ class _StaticLoop:
         self.vocab = joint.layout.vocab_size
         long = {"dtype": torch.long, "device": device}
         self.sos = torch.full((batch,), prediction.blank_id, **long)
+        # Captured steps read this table (held here, so its memory outlives any rebuild of the network's cache); a
+        # new table means new weights, and GraphedGreedyDecoder.matches then asks for a fresh capture.
+        self.input_gates = prediction.input_gates()
         # The prediction network after the start id, the same for every utterance: computed once.
-        g0, s0 = prediction.step(self.sos, prediction.init_state(batch, device, dtype))
+        g0, s0 = prediction.step(self.sos, prediction.init_state(batch, device, dtype), self.input_gates)
         self.pred0, self.h0, self.c0 = joint.project_prediction(g0), s0.h, s0.c  # (B, J), (L, B, H) x 2
         self.enc = torch.zeros(batch, frames, self.pred0.shape[-1], dtype=dtype, device=device)  # (B, T, J)
         self.end = torch.zeros(batch, **long)  # (B,) valid frames; 0 for padding rows
@@ -128,7 +131,8 @@ class _StaticLoop:
         """Store the labels found this iteration, advance the prediction network for them, apply the guard."""
         found = self.was_active & (self.label < self.vocab)
         self.hyps.append(found, self.label, self.frame, self.advance)
-        g, state = self.prediction.step(torch.where(found, self.label, self.sos), PredictionState(self.h, self.c))
+        g, state = self.prediction.step(torch.where(found, self.label, self.sos), PredictionState(self.h, self.c),
+                                        self.input_gates)
         keep = found.unsqueeze(1)
         torch.where(keep, self.joint.project_prediction(g), self.pred, out=self.pred)
         torch.where(keep.unsqueeze(0), state.h, self.h, out=self.h)
@@ -181,7 +185,9 @@ class GraphedGreedyDecoder:
         param = next(self.joint.parameters())
         return (param.device == self.device == device and param.dtype == self.dtype == dtype
                 and (options.max_symbols, options.big_blank_skip)
-                == (self.options.max_symbols, self.options.big_blank_skip))
+                == (self.options.max_symbols, self.options.big_blank_skip)
+                # weights changed since capture (e.g. training between validation passes): start values are stale
+                and (self._loop is None or self._loop.input_gates is self.prediction.input_gates()))
 
     def __call__(self, encoder_out: Tensor, encoder_lengths: Tensor) -> list[Hypothesis]:
         """Decode ``encoder_out`` ``(B, T, D)`` with valid lengths ``(B,)`` in ``[0, T]``; one Hypothesis each."""

@@ -49,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,9 @@ from speechkit.losses.layout import JointLayout
 from speechkit.modules.transducer import Joint, PredictionNetwork, PredictionState, select_state
 
 __all__ = ["GreedyOptions", "LabelLoopState", "ctc_greedy_decode", "greedy_transducer_decode", "label_loop"]
+
+# Tensor dtypes whose .numpy() view keeps the values and NumPy computes in (bfloat16 has no NumPy dtype).
+_NUMPY_EXACT = (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,7 @@ def label_loop(
             and hyps.scores.dtype in (torch.float32, torch.float64)):
         _label_loop_one(enc, offset, end, loop, hyps, prediction, joint, options, rule)
         return
+    gates = _input_gates(prediction)
     rows = torch.arange(batch, device=device)
     last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
     sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
@@ -272,13 +277,13 @@ def label_loop(
     def predict(found: Tensor, label: Tensor, pred: Tensor, state: PredictionState) -> tuple[Tensor, PredictionState]:
         """Prediction-network step for the rows in ``found``; other rows keep their output and state."""
         if not compact:
-            g_new, state_new = prediction.step(torch.where(found, label, sos), state)
+            g_new, state_new = prediction.step(torch.where(found, label, sos), state, gates)
             pred = torch.where(found.unsqueeze(1), joint.project_prediction(g_new), pred)
             return pred, select_state(found, state_new, state)
         idx = found.nonzero().squeeze(1)
         if idx.numel() == 0:
             return pred, state
-        g_new, sub = prediction.step(label[idx], PredictionState(state.h[:, idx], state.c[:, idx]))
+        g_new, sub = prediction.step(label[idx], PredictionState(state.h[:, idx], state.c[:, idx]), gates)
         pred = pred.index_copy(0, idx, joint.project_prediction(g_new))
         return pred, PredictionState(state.h.index_copy(1, idx, sub.h), state.c.index_copy(1, idx, sub.c))
 
@@ -322,14 +327,20 @@ def label_loop(
     loop.pred, loop.state, loop.t, loop.run, loop.run_frame = pred, state, t, run, run_frame
 
 
+def _input_gates(prediction: PredictionNetwork) -> Tensor | None:
+    """The prediction network's gate table for a decoding call, or None when gradients must reach its weights."""
+    return None if torch.is_grad_enabled() else prediction.input_gates()
+
+
 def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopState, hyps: BatchedHyps,
                     prediction: PredictionNetwork, joint: Joint, options: GreedyOptions, rule: _Rule) -> None:
     """:func:`label_loop` for one hypothesis on the CPU, with Python control flow instead of masked tensor updates.
 
     At batch 1 the masked loop spends most of its time on bookkeeping ops (``where``, index writes, the guard), each
-    a few microseconds of dispatch; here only the joint (on ``(1, J)`` rows, the very shapes of the masked loop),
-    the argmaxes and the LSTM step are tensor ops. The decisions are those of the masked loop, and so are the
-    scores: the per-decision log-probabilities are summed in the scores' dtype, in the same order.
+    a few microseconds of dispatch; here only the joint (on ``(1, J)`` rows, the very shapes of the masked loop) and
+    the LSTM step are tensor ops, and each decision's argmaxes and log-softmax run in NumPy on the joint's output.
+    The decisions are those of the masked loop (the same argmax of the same logits); the scores sum the same
+    per-decision log-probabilities in the same order, equal to the last bits of the log-softmax's rounding.
     """
     vocab, num_classes = rule.vocab_size, rule.num_token_classes
     advance_of = rule.advance.tolist()
@@ -341,6 +352,8 @@ def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopSta
     score = to_score(hyps.scores[0].item())
     pred, state = loop.pred, loop.state  # (1, J), (L, 1, H) x 2
     frames_enc = enc[0]  # (T, J)
+    gates = _input_gates(prediction)
+    ids = torch.arange(prediction.blank_id + 1, device=enc.device).unsqueeze(1)  # ids[k]: (1,), no new tensor
     labels: list[int] = []
     frames: list[int] = []
     advances: list[int] = []
@@ -349,15 +362,18 @@ def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopSta
         while True:  # decisions until a label, or a blank that runs out of frames
             local = max(min(t - off, last), 0)
             logits = joint.joint_after_projection(frames_enc[local:local + 1], pred)[0]  # (K,)
-            tok = logits[:num_classes]
+            # NumPy from here on: on ~150 numbers each op is a fraction of a torch op's dispatch cost. A winner's
+            # log-softmax is -log(sum(exp(x - x_max))).
+            out = logits.numpy() if logits.dtype in _NUMPY_EXACT else logits.float().numpy()
+            tok = out[:num_classes]
             label = int(tok.argmax())
-            log_prob = to_score(tok.log_softmax(dim=-1)[label].item())
+            log_prob = to_score(-math.log(np.exp(tok - tok[label]).sum()))
             if durations is None:
                 advance = advance_of[label]
             else:
-                dur = logits[num_classes:]
+                dur = out[num_classes:]
                 index = int(dur.argmax())
-                log_prob = log_prob + to_score(dur.log_softmax(dim=-1)[index].item())
+                log_prob = log_prob + to_score(-math.log(np.exp(dur - dur[index]).sum()))
                 advance = max(durations[index], 1) if label >= vocab else durations[index]
             score = score + log_prob
             t += advance
@@ -369,7 +385,7 @@ def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopSta
         labels.append(label)
         frames.append(frame)
         advances.append(advance)
-        g, state = prediction.step(torch.tensor([label], device=enc.device), state)
+        g, state = prediction.step(ids[label], state, gates)
         pred = joint.project_prediction(g)
         # max_symbols guard, as in label_loop
         run = run + 1 if frame == run_frame else 1

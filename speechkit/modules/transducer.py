@@ -45,6 +45,8 @@ __all__ = [
 
 Activation = Literal["relu", "tanh", "sigmoid"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+# The same functions for the decoders' per-decision path, where each nn.Module call costs a few microseconds.
+_ACTIVATION_FNS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
 class PredictionState(NamedTuple):
@@ -149,34 +151,74 @@ class PredictionNetwork(nn.Module):
         y, _ = self.lstm(x)
         return self.dropout(y)
 
-    def step(self, labels: Tensor, state: PredictionState | None = None) -> tuple[Tensor, PredictionState]:
+    def step(self, labels: Tensor, state: PredictionState | None = None,
+             input_gates: Tensor | None = None) -> tuple[Tensor, PredictionState]:
         """Advance every hypothesis by one label (decoding).
 
         Args:
             labels: ``(B,)`` ids in ``[0, V]``; ``V`` (blank / start) feeds a zero embedding.
             state: from :meth:`init_state` or a previous step; ``None`` means a zero state.
+            input_gates: :meth:`input_gates`, fetched once by a decoder that steps many times (checking that the
+                cached table is current costs about as much as a small matrix product). ``None``: look it up here,
+                or, with gradients on, compute the input side differentiably.
 
         Returns:
             ``(g, state)``: g ``(B, H)`` and the new state ``(L, B, H)`` each.
         """
         if state is None:
             state = self.init_state(labels.shape[0], labels.device, self.embed.weight.dtype)
-        x = self.embed(labels)  # (B, H)
-        hs, cs = [], []
+        h_new, c_new = [], []
+        x = labels
         for layer in range(self.num_layers):
-            if layer > 0:
+            w_hh = getattr(self.lstm, f"weight_hh_l{layer}")
+            if layer == 0:
+                # The input is one of V + 1 known ids, so its input-side product is a row of a table (both biases
+                # folded in): per label this step then reads W_hh only, half the weights nn.LSTM's cell reads.
+                base = input_gates[labels] if input_gates is not None else self._input_gates(labels)  # (B, 4H)
+            else:
                 x = F.dropout(x, self.lstm.dropout, self.training)
+                base = F.linear(x, getattr(self.lstm, f"weight_ih_l{layer}"), getattr(self.lstm, f"bias_ih_l{layer}"))
+                base = base + getattr(self.lstm, f"bias_hh_l{layer}")
             # One LSTM cell step written out: nn.LSTM's fused CPU kernel (oneDNN) re-prepares its weights on every
-            # call and costs ~15x more than these two matrix products for a single time step.
-            gates = F.linear(x, getattr(self.lstm, f"weight_ih_l{layer}"), getattr(self.lstm, f"bias_ih_l{layer}"))
-            gates = gates + F.linear(state.h[layer], getattr(self.lstm, f"weight_hh_l{layer}"),
-                                     getattr(self.lstm, f"bias_hh_l{layer}"))
-            i, f, g, o = gates.chunk(4, dim=-1)
-            c = torch.sigmoid(f) * state.c[layer] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
-            hs.append(x)
-            cs.append(c)
-        return self.dropout(x), PredictionState(torch.stack(hs), torch.stack(cs))
+            # call and costs ~15x more than this for a single time step. PyTorch's gate order is (i, f, g, o).
+            gates = torch.addmm(base, state.h[layer], w_hh.t())
+            act = gates.sigmoid()  # one op for i, f and o (the g quarter is recomputed with tanh below)
+            h4 = self.hidden
+            c = act[:, h4:2 * h4] * state.c[layer] + act[:, :h4] * gates[:, 2 * h4:3 * h4].tanh()
+            x = act[:, 3 * h4:] * c.tanh()
+            h_new.append(x)
+            c_new.append(c)
+        if self.num_layers == 1:
+            new_state = PredictionState(h_new[0].unsqueeze(0), c_new[0].unsqueeze(0))
+        else:
+            new_state = PredictionState(torch.stack(h_new), torch.stack(c_new))
+        if self.training:
+            x = F.dropout(x, self.dropout.p, True)
+        return x, new_state
+
+    def input_gates(self) -> Tensor:
+        """Layer 0's input-side gate pre-activations of every id: ``(V + 1, 4H)``.
+
+        Row ``k`` is ``embed[k] @ W_ih^T + b_ih + b_hh``, what :meth:`step` adds to ``h @ W_hh^T`` for label ``k``.
+        Computed without gradient and kept until one of the four tensors changes (an optimizer step, a
+        ``load_state_dict``, ``.to()``): the cache is keyed on their storage and in-place version counters.
+        """
+        tensors = (self.embed.weight, self.lstm.weight_ih_l0, self.lstm.bias_ih_l0, self.lstm.bias_hh_l0)
+        # Inference tensors have no version counter; they cannot change outside inference mode.
+        key = tuple((t.data_ptr(), t.dtype, t.device, -1 if t.is_inference() else t._version) for t in tensors)
+        cached = self.__dict__.get("_input_gates_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                table = F.linear(self.embed.weight, self.lstm.weight_ih_l0, self.lstm.bias_ih_l0) + self.lstm.bias_hh_l0
+            cached = (key, table)
+            self.__dict__["_input_gates_cache"] = cached  # a plain attribute: not a buffer, never saved
+        return cached[1]
+
+    def _input_gates(self, labels: Tensor) -> Tensor:
+        """:meth:`input_gates` rows of ``labels`` ``(B,) -> (B, 4H)``; differentiable when gradients are on."""
+        if torch.is_grad_enabled() and self.embed.weight.requires_grad:
+            return F.linear(self.embed(labels), self.lstm.weight_ih_l0, self.lstm.bias_ih_l0) + self.lstm.bias_hh_l0
+        return self.input_gates()[labels]
 
 
 class Joint(nn.Module):
@@ -208,6 +250,7 @@ class Joint(nn.Module):
         self.enc = nn.Linear(encoder_dim, hidden)
         self.pred = nn.Linear(pred_dim, hidden)
         self.activation = _ACTIVATIONS[activation]()
+        self._activation_fn = _ACTIVATION_FNS[activation]
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, layout.num_outputs)
 
@@ -217,11 +260,15 @@ class Joint(nn.Module):
 
     def project_prediction(self, g: Tensor) -> Tensor:
         """``(..., H) -> (..., hidden)``; decoders call it once per emitted label."""
-        return self.pred(g)
+        return F.linear(g, self.pred.weight, self.pred.bias)
 
     def joint_after_projection(self, fp: Tensor, gp: Tensor) -> Tensor:
         """Logits from projected inputs of any broadcastable shapes: ``(..., hidden), (..., hidden) -> (..., K)``."""
-        return self.out(self.dropout(self.activation(fp + gp)))
+        # Functional calls: decoders run this once per decision, where module-call overhead is a large share.
+        h = self._activation_fn(fp + gp)
+        if self.training:
+            h = F.dropout(h, self.dropout.p, True)
+        return F.linear(h, self.out.weight, self.out.bias)
 
     def forward(self, f: Tensor, g: Tensor) -> Tensor:
         """Full joint for training.

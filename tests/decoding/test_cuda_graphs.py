@@ -130,3 +130,18 @@ def test_model_keeps_its_captured_decoder():
         assert_same(model.decode(audio, audio_lens, options), model.decode(audio, audio_lens), score_tol=1e-4)
     decoder = model.__dict__["_graphed_decoder"]
     assert decoder.capture and decoder.captures == 1
+
+
+def test_new_weights_ask_for_a_new_decoder(make_model, ragged_batch):
+    """The captured start state and gate table belong to the weights of capture time: after an optimizer-style
+    in-place update the decoder no longer matches, and a fresh one decodes with the new weights."""
+    pred, joint = make_model(JointLayout.tdt(V, (0, 1, 2, 3)), seed=6)
+    decoder = GraphedGreedyDecoder(pred, joint)
+    f, lengths = ragged_batch(3, 20, seed=61)
+    decoder(f, lengths)
+    device, dtype = f.device, next(joint.parameters()).dtype
+    assert decoder.matches(GreedyOptions(), device, dtype)
+    with torch.no_grad():
+        pred.embed.weight.mul_(-1.5)
+    assert not decoder.matches(GreedyOptions(), device, dtype)
+    assert_same(GraphedGreedyDecoder(pred, joint)(f, lengths), greedy_transducer_reference(f, lengths, pred, joint))

@@ -46,6 +46,44 @@ def test_prediction_forward_equals_steps(num_layers):
             step_in = torch.where(u < lengths, targets[:, u], torch.tensor(7))
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_prediction_step_gate_table(num_layers):
+    """Without gradients, step reads layer 0's input side from a cached (V + 1, 4H) table: it equals the whole-sequence
+    LSTM, and any change of the weights it folds in (in place, load_state_dict, dtype) rebuilds it."""
+    torch.manual_seed(1)
+    pred = PredictionNetwork(7, hidden=12, num_layers=num_layers).double().eval()
+    targets, lengths = torch.tensor([[1, 2, 3], [6, 0, 5]]), torch.tensor([3, 3])
+
+    def steps():
+        out, state, inp = [], pred.init_state(2), torch.full((2,), 7)
+        for u in range(4):
+            g, state = pred.step(inp, state)
+            out.append(g)
+            if u < 3:
+                inp = targets[:, u]
+        return torch.stack(out, dim=1)
+
+    with torch.no_grad():
+        table = pred.input_gates()
+        assert table.shape == (8, 48) and pred.input_gates() is table  # cached
+        torch.testing.assert_close(steps(), pred(targets, lengths))
+        for name in ("embed.weight", "lstm.weight_ih_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0"):
+            before = pred.input_gates()
+            pred.get_parameter(name).add_(0.25)
+            assert pred.input_gates() is not before, name
+            torch.testing.assert_close(steps(), pred(targets, lengths))
+        fresh = PredictionNetwork(7, hidden=12, num_layers=num_layers).double()
+        pred.load_state_dict(fresh.state_dict())
+        torch.testing.assert_close(steps(), pred(targets, lengths))
+        pred.float()
+        assert pred.input_gates().dtype == torch.float32
+    # with gradients on, the input side is computed, so that gradients reach the embedding and W_ih
+    pred.train()
+    g, _ = pred.step(torch.tensor([3, 7]), pred.init_state(2))
+    g.sum().backward()
+    assert pred.embed.weight.grad[3].abs().sum() > 0 and pred.lstm.weight_ih_l0.grad.abs().sum() > 0
+
+
 def test_prediction_details():
     pred = PredictionNetwork(5, hidden=8, num_layers=2)
     assert pred.embed.weight.shape == (6, 8) and torch.all(pred.embed.weight[5] == 0)  # start id embeds to zero
