@@ -290,14 +290,15 @@ def main() -> None:
             row["blank_bias"] = model.blank_bias
         rows.append(row)
 
-    print(f"{'model':<20}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'decis.':>8}{'RTFx':>9}"
+    w = max([20] + [len(r["model"]) + 2 for r in rows])
+    print(f"{'model':<{w}}{'batch':>6}{'seconds':>10}{'tokens':>8}{'frames':>8}{'frm/tok':>8}{'decis.':>8}{'RTFx':>9}"
           "  notes")
     for r in rows:
         note = "synthetic weights" if r["synthetic_weights"] else "trained"
         note += f", {r['device']}" + (" + CUDA graphs" if r["cuda_graphs"] else "")
         if "mean_token_duration" in r:
             note += f", mean duration {r['mean_token_duration']:.2f}"
-        print(f"{r['model']:<20}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
+        print(f"{r['model']:<{w}}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
               f"{r['frames_per_token']:>8.2f}{r['decisions']:>8}{r['rtfx']:>9.0f}  {note}")
     result = {
         "what": f"greedy label-looping decoding time given encoder outputs (decoder + joint only), {args.device}",
