@@ -220,3 +220,17 @@ def test_cuda_matches_cpu_reference(layout, make_model, ragged_batch):
     for compact in (False, True):
         hyps = greedy_transducer_decode(f.cuda(), lengths.cuda(), pred, joint, GreedyOptions(compact=compact))
         assert_same(hyps, reference, score_tol=1e-6)
+
+
+def test_single_hypothesis_loop_bfloat16(layout, make_model, ragged_batch):
+    """A bfloat16 model (no NumPy dtype) takes the plain-Python loop through float32 copies of its logits and still
+    gives the masked loop's decisions. Its scores are float32 log-softmaxes, the masked loop's bfloat16 ones: they
+    agree to bfloat16's precision."""
+    pred, joint = make_model(layout, seed=3, dtype=torch.bfloat16)
+    f, lengths = ragged_batch(3, 20, seed=3, dtype=torch.bfloat16)
+    for b in range(3):
+        x, n = f[b:b + 1], lengths[b:b + 1]
+        fast = greedy_transducer_decode(x, n, pred, joint)
+        masked = greedy_transducer_decode(x, n, pred, joint, GreedyOptions(compact=False))
+        assert_same(fast, masked, score_tol=1e-2)  # bfloat16 keeps 8 bits of mantissa
+        assert len(fast[0].tokens) > 0
