@@ -310,6 +310,12 @@ class TransducerASR(nn.Module):
         self.loss_config = loss_config or TransducerLossConfig()
         self.config: ASRModelConfig | None = None
 
+    def __getstate__(self) -> dict:
+        """Pickling and ``copy.deepcopy`` leave out the captured CUDA-graph decoder (graphs do not copy)."""
+        state = self.__dict__.copy()
+        state.pop("_graphed_decoder", None)
+        return state
+
     # -- construction ---------------------------------------------------------------------------------------------
 
     @classmethod

@@ -214,6 +214,12 @@ class PredictionNetwork(nn.Module):
             self.__dict__["_input_gates_cache"] = cached  # a plain attribute: not a buffer, never saved
         return cached[1]
 
+    def __getstate__(self) -> dict:
+        """Pickling and ``copy.deepcopy`` leave out the gate table: a copy rebuilds it from its own weights."""
+        state = self.__dict__.copy()
+        state.pop("_input_gates_cache", None)
+        return state
+
     def _input_gates(self, labels: Tensor) -> Tensor:
         """:meth:`input_gates` rows of ``labels`` ``(B,) -> (B, 4H)``; differentiable when gradients are on."""
         if torch.is_grad_enabled() and self.embed.weight.requires_grad:

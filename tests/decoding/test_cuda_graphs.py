@@ -130,6 +130,11 @@ def test_model_keeps_its_captured_decoder():
         assert_same(model.decode(audio, audio_lens, options), model.decode(audio, audio_lens), score_tol=1e-4)
     decoder = model.__dict__["_graphed_decoder"]
     assert decoder.capture and decoder.captures == 1
+    import copy
+
+    clone = copy.deepcopy(model)  # graphs do not copy; the clone captures its own when asked
+    assert "_graphed_decoder" not in clone.__dict__
+    assert_same(clone.decode(audio, audio_lens, options), model.decode(audio, audio_lens), score_tol=1e-4)
 
 
 def test_new_weights_ask_for_a_new_decoder(make_model, ragged_batch):
@@ -145,3 +150,17 @@ def test_new_weights_ask_for_a_new_decoder(make_model, ragged_batch):
         pred.embed.weight.mul_(-1.5)
     assert not decoder.matches(GreedyOptions(), device, dtype)
     assert_same(GraphedGreedyDecoder(pred, joint)(f, lengths), greedy_transducer_reference(f, lengths, pred, joint))
+
+
+def test_model_copies_leave_out_the_captured_decoder(make_model, ragged_batch):
+    """copy.deepcopy of a model (EMA, checkpoint averaging) does not try to copy CUDA graphs: the kept decoder stays
+    with the original."""
+    import copy
+
+    cfg = ASRModelConfig(encoder=FastConformerConfig.preset("tiny"), vocab_size=16, pred_hidden=32, joint_hidden=32)
+    model = TransducerASR.from_config(cfg).eval()
+    model.__dict__["_graphed_decoder"] = GraphedGreedyDecoder(model.prediction, model.joint)  # as decode_encoded keeps it
+    clone = copy.deepcopy(model)
+    assert "_graphed_decoder" not in clone.__dict__ and "_graphed_decoder" in model.__dict__
+    audio, audio_lens = torch.randn(2, 8000), torch.tensor([8000, 5000])
+    assert_same(clone.decode(audio, audio_lens), model.decode(audio, audio_lens), score_tol=0.0)

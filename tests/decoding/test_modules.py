@@ -84,6 +84,29 @@ def test_prediction_step_gate_table(num_layers):
     assert pred.embed.weight.grad[3].abs().sum() > 0 and pred.lstm.weight_ih_l0.grad.abs().sum() > 0
 
 
+def test_copies_leave_out_decoding_caches():
+    """deepcopy and pickling drop the gate table (and a model's captured decoder): the copy decodes from its own
+    weights, never from the original's cache."""
+    import copy
+    import io
+
+    pred = PredictionNetwork(7, hidden=12).eval()
+    with torch.no_grad():
+        g, _ = pred.step(torch.tensor([3]))
+        assert "_input_gates_cache" in pred.__dict__
+        clone = copy.deepcopy(pred)
+        assert "_input_gates_cache" not in clone.__dict__
+        clone.embed.weight.add_(1.0)
+        assert not torch.equal(clone.step(torch.tensor([3]))[0], g)
+        torch.testing.assert_close(pred.step(torch.tensor([3]))[0], g)
+        buf = io.BytesIO()
+        torch.save(pred, buf)
+        buf.seek(0)
+        loaded = torch.load(buf, weights_only=False)
+        assert "_input_gates_cache" not in loaded.__dict__
+        torch.testing.assert_close(loaded.step(torch.tensor([3]))[0], g)
+
+
 def test_prediction_details():
     pred = PredictionNetwork(5, hidden=8, num_layers=2)
     assert pred.embed.weight.shape == (6, 8) and torch.all(pred.embed.weight[5] == 0)  # start id embeds to zero
