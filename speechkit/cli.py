@@ -143,7 +143,7 @@ COMMANDS: tuple[Command, ...] = (
         "speechkit.inference.commands:EvalASRCommand",
         "speechkit.inference.commands:eval_asr_command",
         positional=("manifest",),
-        epilog="example: speechkit eval-asr --model exp/tdt/model.safetensors data/synth_en/test.json",
+        epilog="example: speechkit eval-asr --model exp/tdt/model.safetensors --group-by engine data/synth_en/test.json",
     ),
     Command(
         "data estimate-bins",

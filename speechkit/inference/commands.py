@@ -83,6 +83,8 @@ class EvalASRCommand:
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
     cuda_graphs: bool = field(default=False, metadata={
         "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
+    group_by: str | None = field(default=None, metadata={
+        "help": "also print WER and CER per value of this manifest field (lang, speaker, engine ...)"})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
@@ -94,7 +96,7 @@ def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
     options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=False, num_threads=opts.threads,
                                 cuda_graphs=opts.cuda_graphs)
     report = evaluate_manifest(model, opts.manifest, batch_size=opts.batch_size, limit=opts.limit, options=options,
-                               worst=opts.worst)
+                               worst=opts.worst, group_by=opts.group_by)
     if opts.json_out:
         write_report_json(report, opts.json_out)
     return report

@@ -16,6 +16,10 @@ are idempotent). WER and CER are corpus-level: total edits over total reference 
 Utterances are decoded longest first in batches of ``batch_size``; nothing is warmed up beforehand, so the first
 batch's one-time costs are included.
 
+**Groups.** ``group_by="engine"`` (``speechkit eval-asr --group-by engine``) also scores each value of a manifest
+field on its own (``lang`` or any extra key: ``speaker``, ``engine``, ``voice_group`` ...), corpus-level within the
+group, so one run shows where the errors come from. Every scored line must have the field.
+
 Example:
     >>> from speechkit.asr import load_model
     >>> report = evaluate_manifest(load_model("exp/tdt/model.safetensors"), "data/synth_en/test.json")  # doctest: +SKIP
@@ -24,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -34,7 +39,7 @@ from typing import Any
 from speechkit.inference.offline import ASRModel, TranscribeOptions
 from speechkit.metrics.wer import ErrorRate, char_error_rate, edit_counts
 
-__all__ = ["ASREvalReport", "UtteranceResult", "evaluate_manifest", "write_report_json"]
+__all__ = ["ASREvalReport", "GroupScore", "UtteranceResult", "evaluate_manifest", "write_report_json"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,23 @@ class UtteranceResult:
     words: ErrorRate
 
 
+@dataclass(frozen=True)
+class GroupScore:
+    """The scores of the utterances sharing one value of the ``group_by`` field.
+
+    Attributes:
+        utterances: utterances in the group.
+        audio_seconds: their total audio duration.
+        wer: word-level counts pooled over the group.
+        cer: character-level counts pooled over the group.
+    """
+
+    utterances: int
+    audio_seconds: float
+    wer: ErrorRate
+    cer: ErrorRate
+
+
 @dataclass
 class ASREvalReport:
     """What :func:`evaluate_manifest` measured; ``str()`` is the table ``speechkit eval-asr`` prints.
@@ -70,6 +92,8 @@ class ASREvalReport:
         batch_size: utterances per batch.
         device: where the model ran.
         worst: the utterances with the most word errors (most first).
+        group_by: the manifest field the utterances were grouped by, or ``None``.
+        groups: each value of that field -> its :class:`GroupScore` (sorted by value); empty without ``group_by``.
     """
 
     model: str
@@ -83,6 +107,8 @@ class ASREvalReport:
     batch_size: int
     device: str
     worst: list[UtteranceResult] = field(default_factory=list)
+    group_by: str | None = None
+    groups: dict[str, GroupScore] = field(default_factory=dict)
 
     @property
     def rtfx(self) -> float:
@@ -115,6 +141,9 @@ class ASREvalReport:
             "device": self.device,
             "worst": [{"audio": u.audio, "reference": u.reference, "hypothesis": u.hypothesis,
                        "errors": u.words.errors, "reference_words": u.words.reference_length} for u in self.worst],
+            "group_by": self.group_by,
+            "groups": {k: {"utterances": g.utterances, "audio_seconds": g.audio_seconds, "wer": counts(g.wer),
+                           "cer": counts(g.cer)} for k, g in self.groups.items()},
         }
 
     def __str__(self) -> str:
@@ -131,6 +160,13 @@ class ASREvalReport:
             f"{self.device})",
             f"RTFx:        {self.rtfx:.1f} (audio seconds / compute seconds)",
         ]
+        if self.groups:
+            width = max(len(k) for k in self.groups)
+            lines.append(f"by {self.group_by}:")
+            for k, g in self.groups.items():
+                lines.append(f"  {k:<{width}}  {g.utterances:>6} utt.  {g.audio_seconds / 3600:.4f} h  "
+                             f"WER {100 * g.wer.rate:6.2f}% ({g.wer.errors} / {g.wer.reference_length})  "
+                             f"CER {100 * g.cer.rate:6.2f}%")
         if self.worst:
             lines.append("worst utterances:")
             for u in self.worst:
@@ -147,6 +183,7 @@ def evaluate_manifest(
     limit: int | None = None,
     options: TranscribeOptions | None = None,
     worst: int = 5,
+    group_by: str | None = None,
 ) -> ASREvalReport:
     """Transcribe a manifest's utterances and score them against its ``text`` fields.
 
@@ -158,32 +195,42 @@ def evaluate_manifest(
         limit: score only the first ``limit`` lines of the manifest (``None`` = all).
         options: decoding options (timestamps are not needed and are switched off).
         worst: how many of the worst utterances to keep in the report.
+        group_by: also score each value of this manifest field on its own (``lang`` or an extra key).
 
     Returns:
         An :class:`ASREvalReport`.
 
     Raises:
-        ManifestError: a bad manifest line (the message names file and line).
+        ManifestError: a bad manifest line (the message names file and line), or, with ``group_by``, a line
+            without that field.
         AudioError: a missing or unreadable audio file (the message names it).
         ValueError: ``batch_size`` < 1 or ``limit`` < 1.
     """
     from speechkit.audio.io import load_audio
-    from speechkit.data.manifests import read_manifest
+    from speechkit.data.manifests import ManifestError, read_manifest
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
-    options = options or TranscribeOptions()
-    options = TranscribeOptions(max_symbols=options.max_symbols, timestamps=False, num_threads=options.num_threads)
+    # Every other option (threads, CUDA graphs ...) as given: only timestamps are never needed for scoring.
+    options = dataclasses.replace(options or TranscribeOptions(), timestamps=False)
     entries = []
+    keys: list[str] = []
     for entry in read_manifest(manifest, require_text=True):
+        if group_by is not None:
+            value = entry.lang if group_by == "lang" else entry.extra.get(group_by)
+            if value is None:
+                raise ManifestError(entry.manifest or manifest, entry.line, "missing field",
+                                    f"no {group_by!r} field to group by")
+            keys.append(str(value))
         entries.append(entry)
         if limit is not None and len(entries) >= limit:
             break
     # Longest first across the whole manifest, as transcribe() does within a call: batches of similar lengths.
     order = sorted(range(len(entries)), key=lambda i: -entries[i].duration)
     hyps: list[str] = [""] * len(entries)
+    seconds: list[float] = [0.0] * len(entries)
     audio_seconds = load_seconds = compute_seconds = 0.0
     rate = model.sample_rate
     for start in range(0, len(order), batch_size):
@@ -198,7 +245,8 @@ def evaluate_manifest(
         compute_seconds += t2 - t1
         for i, w, t in zip(idx, waves, out, strict=True):
             hyps[i] = t.text
-            audio_seconds += w.shape[0] / rate
+            seconds[i] = w.shape[0] / rate
+            audio_seconds += seconds[i]
     normalize = model.tokenizer.normalize
     refs = [normalize(e.text or "") for e in entries]
     hyps = [normalize(h) for h in hyps]
@@ -210,10 +258,19 @@ def evaluate_manifest(
     for u in results:
         total = total + u.words
     bad = sorted((u for u in results if u.words.errors), key=lambda u: (-u.words.errors, -u.words.rate))
+    groups: dict[str, GroupScore] = {}
+    for key in sorted(set(keys)):
+        members = [i for i, k in enumerate(keys) if k == key]
+        words = ErrorRate()
+        for i in members:
+            words = words + results[i].words
+        groups[key] = GroupScore(len(members), sum(seconds[i] for i in members), words,
+                                 char_error_rate([refs[i] for i in members], [hyps[i] for i in members]))
     return ASREvalReport(
         model=model.source or repr(model), manifest=str(manifest), wer=total, cer=char_error_rate(refs, hyps),
         utterances=len(entries), audio_seconds=audio_seconds, load_seconds=load_seconds,
         compute_seconds=compute_seconds, batch_size=batch_size, device=str(model.device), worst=bad[:worst],
+        group_by=group_by, groups=groups,
     )
 
 

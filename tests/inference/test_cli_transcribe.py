@@ -141,3 +141,57 @@ def test_eval_asr_bad_manifest_line_is_named(tiny_model, tmp_path, capsys):
     bad.write_text('{"audio_filepath": "a.wav", "duration": 1.0}\n')
     assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(bad)]) == 2
     assert "bad.json:1" in capsys.readouterr().err
+
+
+def test_eval_asr_group_by(tiny_model, tiny_audio, model, eval_manifest, tmp_path, capsys):
+    """--group-by scores each value of a manifest field on its own; the groups add up to the corpus."""
+    manifest, texts = eval_manifest
+    lines = manifest.read_text().splitlines()
+    engines = ["flite", "espeak-ng", "flite", "espeak-ng"][: len(lines)]
+    grouped = tmp_path / "grouped.json"
+    grouped.write_text("".join(json.dumps({**json.loads(line), "engine": e}) + "\n"
+                               for line, e in zip(lines, engines, strict=True)))
+    out_json = tmp_path / "eval.json"
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(grouped), "--group-by", "engine",
+                     "--json-out", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    assert report["group_by"] == "engine" and sorted(report["groups"]) == sorted(set(engines))
+    assert "by engine:" in printed
+    hyps = [t.text for t in model.transcribe(list(tiny_audio))]
+    refs = [model.tokenizer.normalize(t) for t in texts]
+    for name, g in report["groups"].items():
+        members = [i for i, e in enumerate(engines) if e == name]
+        errors = sum(_levenshtein(refs[i].split(), hyps[i].split()) for i in members)
+        assert g["utterances"] == len(members) and g["wer"]["errors"] == errors
+        assert g["wer"]["reference_length"] == sum(len(refs[i].split()) for i in members)
+        assert any(line.strip().startswith(name) and f"({errors} / " in line for line in printed.splitlines())
+    for key in ("utterances", "audio_seconds"):
+        assert sum(g[key] for g in report["groups"].values()) == pytest.approx(report[key])
+    assert sum(g["wer"]["errors"] for g in report["groups"].values()) == report["wer"]["errors"]
+    # a line without the field is named, not dropped
+    grouped.write_text(grouped.read_text() + json.dumps({**json.loads(lines[0])}) + "\n")
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(grouped), "--group-by", "engine"]) == 2
+    assert f"grouped.json:{len(lines) + 1}" in capsys.readouterr().err
+
+
+def test_evaluate_manifest_keeps_the_decoding_options(model, eval_manifest):
+    """Only timestamps are switched off for scoring; threads, max_symbols and CUDA graphs reach transcribe."""
+    from speechkit.inference.evaluate import evaluate_manifest
+    from speechkit.inference.offline import TranscribeOptions
+
+    seen = []
+    transcribe = model.transcribe
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["options"])
+        return transcribe(*args, **kwargs)
+
+    model.transcribe = spy
+    try:
+        evaluate_manifest(model, eval_manifest[0], options=TranscribeOptions(max_symbols=3, num_threads=1,
+                                                                           cuda_graphs=True))
+    finally:
+        del model.transcribe
+    assert seen and all(o == TranscribeOptions(max_symbols=3, timestamps=False, num_threads=1, cuda_graphs=True)
+                        for o in seen)
