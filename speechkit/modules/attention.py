@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechkit.modules.dropout import Dropout, dropout
+
 __all__ = [
     "ATT_CONTEXT_STYLES",
     "AttentionContext",
@@ -93,8 +95,8 @@ class RelPositionalEncoding(nn.Module):
             raise ValueError(f"d_model={d_model}: the sinusoidal encoding needs an even width")
         self.d_model = d_model
         self.xscale = math.sqrt(d_model) if xscaling else None
-        self.dropout = nn.Dropout(dropout)
-        self.dropout_emb = nn.Dropout(dropout_emb) if dropout_emb > 0 else None
+        self.dropout = Dropout(dropout)
+        self.dropout_emb = Dropout(dropout_emb) if dropout_emb > 0 else None
         self.register_buffer("pe", self._table(max_len), persistent=False)
 
     @property
@@ -396,10 +398,12 @@ class RelPositionMultiHeadAttention(nn.Module):
     def _attend(self, q_u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, att_bias: torch.Tensor) -> torch.Tensor:
         """``softmax(q_u k^T / sqrt(d_h) + att_bias) v`` over the last two axes (``att_bias`` is already scaled)."""
         p_drop = self.dropout if self.training else 0.0
-        if self.use_sdpa:
+        # With dropout on the CPU, SDPA runs its math path with PyTorch's slower dropout: the same math here uses
+        # speechkit's (speechkit.modules.dropout).
+        if self.use_sdpa and (p_drop == 0.0 or q_u.device.type != "cpu"):
             return F.scaled_dot_product_attention(q_u, k, v, attn_mask=att_bias, dropout_p=p_drop)
         scores = (q_u @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head)) + att_bias
-        probs = F.dropout(torch.softmax(scores, dim=-1), p_drop, self.training)
+        probs = dropout(torch.softmax(scores, dim=-1), p_drop, self.training)
         return probs @ v
 
     def _blockwise(self, q_u: torch.Tensor, q_v: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from speechkit.modules.dropout import Dropout
+
 __all__ = ["ConvBlock", "SeparableConv1d", "SqueezeExcite", "conv_out_lengths", "time_mask"]
 
 
@@ -145,7 +147,7 @@ class ConvBlock(nn.Module):
         if residual:
             self.residual = nn.ModuleList([nn.Conv1d(in_channels, out_channels, 1, stride=stride, bias=False),
                                            nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.1)])
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inp, inp_lens = x, x_lens

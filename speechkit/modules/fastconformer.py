@@ -55,6 +55,7 @@ from speechkit.modules.attention import (
     RelPositionalEncoding,
     RelPositionMultiHeadAttention,
 )
+from speechkit.modules.dropout import Dropout
 from speechkit.modules.streaming import EncoderStreamState, StreamingGeometry, append_frames, drop_frames
 from speechkit.modules.subsampling import SUBSAMPLING_FACTORS, DwStridingSubsampling, subsampled_lengths
 
@@ -242,7 +243,7 @@ class FeedForward(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.dropout(F.silu(self.linear1(self.norm(x)))))
@@ -320,7 +321,7 @@ class ConformerBlock(nn.Module):
         self.conv = ConvModule(d_model, conv_kernel, conv_norm, causal_conv)
         self.ff2 = FeedForward(d_model, d_ff, dropout)
         self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos_emb: torch.Tensor, att_mask: AttentionMask,
                 pad_mask: torch.Tensor | None) -> torch.Tensor:

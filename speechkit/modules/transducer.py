@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechkit.losses.layout import JointLayout
+from speechkit.modules.dropout import Dropout, dropout
 
 __all__ = [
     "Joint",
@@ -104,7 +105,7 @@ class PredictionNetwork(nn.Module):
         self.embed = nn.Embedding(vocab_size + 1, hidden, padding_idx=vocab_size)
         self.lstm = nn.LSTM(hidden, hidden, num_layers=num_layers, batch_first=True,
                             dropout=dropout if num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if forget_gate_bias is not None:
             with torch.no_grad():
                 for name, p in self.lstm.named_parameters():
@@ -176,7 +177,7 @@ class PredictionNetwork(nn.Module):
                 # folded in): per label this step then reads W_hh only, half the weights nn.LSTM's cell reads.
                 base = input_gates[labels] if input_gates is not None else self._input_gates(labels)  # (B, 4H)
             else:
-                x = F.dropout(x, self.lstm.dropout, self.training)
+                x = dropout(x, self.lstm.dropout, self.training)
                 base = F.linear(x, getattr(self.lstm, f"weight_ih_l{layer}"), getattr(self.lstm, f"bias_ih_l{layer}"))
                 base = base + getattr(self.lstm, f"bias_hh_l{layer}")
             # One LSTM cell step written out: nn.LSTM's fused CPU kernel (oneDNN) re-prepares its weights on every
@@ -193,7 +194,7 @@ class PredictionNetwork(nn.Module):
         else:
             new_state = PredictionState(torch.stack(h_new), torch.stack(c_new))
         if self.training:
-            x = F.dropout(x, self.dropout.p, True)
+            x = dropout(x, self.dropout.p, True)
         return x, new_state
 
     def input_gates(self) -> Tensor:
@@ -257,7 +258,7 @@ class Joint(nn.Module):
         self.pred = nn.Linear(pred_dim, hidden)
         self.activation = _ACTIVATIONS[activation]()
         self._activation_fn = _ACTIVATION_FNS[activation]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden, layout.num_outputs)
 
     def project_encoder(self, f: Tensor) -> Tensor:
@@ -273,7 +274,7 @@ class Joint(nn.Module):
         # Functional calls: decoders run this once per decision, where module-call overhead is a large share.
         h = self._activation_fn(fp + gp)
         if self.training:
-            h = F.dropout(h, self.dropout.p, True)
+            h = dropout(h, self.dropout.p, True)
         return F.linear(h, self.out.weight, self.out.bias)
 
     def forward(self, f: Tensor, g: Tensor) -> Tensor:
