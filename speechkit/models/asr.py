@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from speechkit.modules.asr import ASRModelConfig, TransducerASR
 from speechkit.modules.export import save_model_file
 from speechkit.text.tokenizer import Tokenizer
 
-__all__ = ["ASRLightningModule", "OptimConfig", "adamw_cosine", "cosine_with_warmup", "transcribe_batch"]
+__all__ = ["ASRLightningModule", "OptimConfig", "adamw_cosine", "cosine_with_warmup", "make_adamw", "transcribe_batch"]
 
 
 @dataclass
@@ -71,6 +72,16 @@ def cosine_with_warmup(step: int, cfg: OptimConfig, total_steps: int) -> float:
     return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def make_adamw(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
+    """The recipes' AdamW (``cfg.lr``, betas, weight decay), fused where PyTorch has the fused kernel (float
+    parameters on CPU or CUDA): it updates every tensor in one pass, on 2 CPU cores in a third of the time of the
+    per-parameter loop."""
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay,
+                             fused=fused)
+
+
 def adamw_cosine(module: pl.LightningModule, cfg: OptimConfig) -> dict[str, Any]:
     """What every recipe's ``configure_optimizers`` returns: AdamW over ``module``'s parameters with the
     :func:`cosine_with_warmup` schedule, stepped per optimizer step, ending at ``cfg.decay_steps`` or else at the
@@ -82,11 +93,7 @@ def adamw_cosine(module: pl.LightningModule, cfg: OptimConfig) -> dict[str, Any]
     total = cfg.decay_steps or module.trainer.max_steps
     if total <= 0:
         raise ValueError("the cosine schedule needs optim.decay_steps > 0 or trainer.max_steps > 0")
-    params = list(module.parameters())
-    # The fused kernel updates every tensor in one pass: on 2 CPU cores a third of the per-parameter loop's time.
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]),
-                                  weight_decay=cfg.weight_decay, fused=fused)
+    optimizer = make_adamw(module.parameters(), cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, cfg, total) / cfg.lr)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

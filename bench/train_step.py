@@ -1,0 +1,128 @@
+"""Training-step speed of a recipe's transducer on real batches: what sets how many steps the 2-hour CPU budget holds.
+
+Builds the network, the data loader and the optimizer the way ``recipes/asr/fastconformer_transducer/train.py``
+does for ``--config`` (augmentation included), draws ``--batches`` training batches in this process (timed: the
+``data_ms`` column; the recipe loads them in a worker process beside the step), then times the train step on them:
+forward with both losses, backward, gradient clipping at 1.0 and the optimizer step, the work Lightning wraps for
+each step. The first two steps are warm-up; ``--rounds`` passes over the remaining batches are timed. With
+``--profile`` it also prints the operators that took the most time in one pass (torch.profiler).
+
+To compare two commits, run this file with the other commit's package first on the path (the same batches come
+from the same seed)::
+
+    .venv/bin/python bench/train_step.py                                   # this tree
+    git worktree add /tmp/before REV && PYTHONPATH=/tmp/before .venv/bin/python bench/train_step.py --out /tmp/b.json
+
+Prints a table and writes ``bench/results/train_step.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "asr" / "fastconformer_transducer"
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("asr_train_recipe", RECIPE / "train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(RECIPE / "conf" / "tdt.yaml"))
+    parser.add_argument("--tokenizer", default="exp/fastconformer_tdt/tokenizer",
+                        help="tokenizer folder (the bundled run's; any of the same vocabulary size works)")
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="recipe config overrides, key=value")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_step.json"))
+    args = parser.parse_args()
+    if args.batches < 3:
+        parser.error("--batches must be at least 3 (two warm-up steps)")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    import speechkit
+    from speechkit.models.asr import OptimConfig
+    from speechkit.models.recipe import parse_recipe_args
+
+    recipe = _recipe()
+    cfg = parse_recipe_args(recipe.TrainConfig, ["--config", args.config, f"data.tokenizer.dir={args.tokenizer}",
+                                                 "trainer.num_workers=0", *args.overrides], "bench")
+    tokenizer = recipe.get_tokenizer(cfg)
+    model = recipe.build_model(cfg, tokenizer).model.train()
+    loader = recipe.build_loader(cfg, cfg.data.train, tokenizer, train=True)
+    batches_it = iter(loader)
+    next(batches_it)  # the sampler's and the reader's start-up, not a batch's cost
+    t0 = time.perf_counter()
+    batches = [next(batches_it) for _ in range(args.batches)]
+    data_ms = (time.perf_counter() - t0) / args.batches * 1e3
+    try:  # the recipe's optimizer; commits before make_adamw built a plain AdamW with the same settings
+        from speechkit.models.asr import make_adamw
+        optimizer = make_adamw(model.parameters(), cfg.optim)
+    except ImportError:
+        o: OptimConfig = cfg.optim
+        optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def step(batch: dict) -> None:
+        out = model(batch["audio"], batch["audio_lens"], batch["tokens"], batch["token_lens"])
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    for b in batches[:2]:
+        step(b)
+    timed = batches[2:]
+    rounds = []
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        for b in timed:
+            step(b)
+        rounds.append((time.perf_counter() - t0) / len(timed) * 1e3)
+    step_ms = statistics.median(rounds)
+    audio_s = statistics.mean(float(b["audio_lens"].sum()) / cfg.model.features.sample_rate for b in timed)
+    row = {"config": Path(args.config).name, "step_ms": step_ms, "rounds_ms": rounds, "data_ms": data_ms,
+           "batch_utterances": statistics.mean(int(b["audio"].shape[0]) for b in timed),
+           "batch_audio_s": audio_s, "audio_s_per_s": audio_s / (step_ms / 1e3),
+           "params": sum(p.numel() for p in model.parameters()), "optimizer_fused": bool(
+               optimizer.defaults.get("fused"))}
+    print(f"{'config':<14}{'step ms':>9}{'data ms':>9}{'utts':>6}{'audio s':>9}{'audio s/s':>10}  rounds ms")
+    print(f"{row['config']:<14}{step_ms:>9.1f}{data_ms:>9.1f}{row['batch_utterances']:>6.1f}{audio_s:>9.1f}"
+          f"{row['audio_s_per_s']:>10.1f}  {', '.join(f'{r:.1f}' for r in rounds)}")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for b in timed:
+                step(b)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    result = {"what": "one recipe train step (forward, both losses, backward, clip, optimizer) on real batches, CPU",
+              "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+              "speechkit": str(Path(speechkit.__file__).parent), "threads": args.threads,
+              "overrides": args.overrides, "rows": [row]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
