@@ -19,11 +19,9 @@ Prints a table and writes ``bench/results/train_step.json``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -31,15 +29,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "asr" / "fastconformer_transducer"
-
-
-def _recipe():
-    spec = importlib.util.spec_from_file_location("asr_train_recipe", RECIPE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> None:
@@ -62,9 +51,9 @@ def main() -> None:
 
     import speechkit
     from speechkit.models.asr import OptimConfig
-    from speechkit.models.recipe import parse_recipe_args
+    from speechkit.models.recipe import load_recipe_script, parse_recipe_args
 
-    recipe = _recipe()
+    recipe = load_recipe_script(RECIPE / "train.py", "asr_train_recipe")
     cfg = parse_recipe_args(recipe.TrainConfig, ["--config", args.config, f"data.tokenizer.dir={args.tokenizer}",
                                                  "trainer.num_workers=0", *args.overrides], "bench")
     tokenizer = recipe.get_tokenizer(cfg)

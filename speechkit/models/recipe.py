@@ -31,10 +31,12 @@ Example (the skeleton of a recipe's ``main``)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 import pytorch_lightning as pl
@@ -45,11 +47,25 @@ from pytorch_lightning.loggers import CSVLogger
 from speechkit.config import ConfigError, load_config
 
 __all__ = ["MODES", "Checkpoint", "RecipeConfig", "TrainerConfig", "build_trainer",
-           "load_checkpoint", "parse_recipe_args", "prepare_run", "resolve_checkpoint",
+           "load_checkpoint", "load_recipe_script", "parse_recipe_args", "prepare_run", "resolve_checkpoint",
            "resolve_export_path"]
 
 MODES = ("train", "export", "evaluate")
 """What a recipe's ``mode`` key may say: train (then export and evaluate), export a checkpoint, evaluate a model file."""
+
+
+def load_recipe_script(path: str | Path, name: str) -> ModuleType:
+    """Import a recipe script (``recipes/<task>/<model>/train.py``, which is not in a package) as module ``name``,
+    for tests and benchmarks that call its functions. The module is registered in ``sys.modules`` first, because
+    dataclasses resolve string annotations through it.
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as a module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class RecipeConfig(Protocol):

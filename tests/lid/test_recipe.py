@@ -8,23 +8,18 @@ utterances), that the exported file loads without Lightning and classifies the t
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from speechkit.models.recipe import load_recipe_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "lid" / "titanet"
 
 
 def load_recipe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lid_titanet_train", RECIPE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script(RECIPE / "train.py", "lid_titanet_train")
 
 
 def train_log(exp_dir: Path, version: int) -> dict[int, tuple[float, float]]:

@@ -8,13 +8,13 @@ The slow test overfits the 12 training utterances until greedy decoding reads th
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+
+from speechkit.models.recipe import load_recipe_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "asr" / "fastconformer_transducer"
@@ -22,12 +22,7 @@ TINY = ROOT / "manifests" / "tiny"
 
 
 def load_recipe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fastconformer_transducer_train", RECIPE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script(RECIPE / "train.py", "fastconformer_transducer_train")
 
 
 def train_losses(exp_dir: Path, version: int) -> dict[int, float]:

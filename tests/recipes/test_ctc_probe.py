@@ -3,21 +3,16 @@ manifests/tiny, logs a falling loss and evaluates the dev set through the comman
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+from speechkit.models.recipe import load_recipe_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "asr" / "fastconformer_transducer"
 
 
 def load_probe():
-    spec = importlib.util.spec_from_file_location("fastconformer_ctc_probe", RECIPE / "ctc_probe.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script(RECIPE / "ctc_probe.py", "fastconformer_ctc_probe")
 
 
 def test_probe_loss_falls_and_dev_is_evaluated(tmp_path: Path, capsys, monkeypatch) -> None:

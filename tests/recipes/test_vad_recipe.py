@@ -7,13 +7,13 @@ and that the exported file loads without Lightning and gives probabilities and s
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+
+from speechkit.models.recipe import load_recipe_script
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "vad" / "marblenet"
@@ -21,12 +21,7 @@ TINY = ROOT / "manifests" / "tiny"
 
 
 def load_recipe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vad_marblenet_train", RECIPE / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script(RECIPE / "train.py", "vad_marblenet_train")
 
 
 @pytest.fixture(scope="module")
