@@ -259,7 +259,7 @@ def label_loop(
             and hyps.scores.dtype in (torch.float32, torch.float64)):
         _label_loop_one(enc, offset, end, loop, hyps, prediction, joint, options, rule)
         return
-    gates = _input_gates(prediction)
+    gates = prediction.input_gates()  # once per call: checking the cached table costs about a small matmul
     rows = torch.arange(batch, device=device)
     last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
     sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
@@ -327,11 +327,6 @@ def label_loop(
     loop.pred, loop.state, loop.t, loop.run, loop.run_frame = pred, state, t, run, run_frame
 
 
-def _input_gates(prediction: PredictionNetwork) -> Tensor | None:
-    """The prediction network's gate table for a decoding call, or None when gradients must reach its weights."""
-    return None if torch.is_grad_enabled() else prediction.input_gates()
-
-
 def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopState, hyps: BatchedHyps,
                     prediction: PredictionNetwork, joint: Joint, options: GreedyOptions, rule: _Rule) -> None:
     """:func:`label_loop` for one hypothesis on the CPU, with Python control flow instead of masked tensor updates.
@@ -352,7 +347,7 @@ def _label_loop_one(enc: Tensor, offset: Tensor, end: Tensor, loop: LabelLoopSta
     score = to_score(hyps.scores[0].item())
     pred, state = loop.pred, loop.state  # (1, J), (L, 1, H) x 2
     frames_enc = enc[0]  # (T, J)
-    gates = _input_gates(prediction)
+    gates = prediction.input_gates()
     ids = torch.arange(prediction.blank_id + 1, device=enc.device).unsqueeze(1)  # ids[k]: (1,), no new tensor
     labels: list[int] = []
     frames: list[int] = []

@@ -231,7 +231,7 @@ def evaluate_manifest(
     order = sorted(range(len(entries)), key=lambda i: -entries[i].duration)
     hyps: list[str] = [""] * len(entries)
     seconds: list[float] = [0.0] * len(entries)
-    audio_seconds = load_seconds = compute_seconds = 0.0
+    load_seconds = compute_seconds = 0.0
     rate = model.sample_rate
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
@@ -246,7 +246,6 @@ def evaluate_manifest(
         for i, w, t in zip(idx, waves, out, strict=True):
             hyps[i] = t.text
             seconds[i] = w.shape[0] / rate
-            audio_seconds += seconds[i]
     normalize = model.tokenizer.normalize
     refs = [normalize(e.text or "") for e in entries]
     hyps = [normalize(h) for h in hyps]
@@ -254,21 +253,17 @@ def evaluate_manifest(
         UtteranceResult(e.audio_filepath + (f"@{e.offset:g}" if e.offset else ""), r, h, edit_counts(r.split(), h.split()))
         for e, r, h in zip(entries, refs, hyps, strict=True)
     ]
-    total = ErrorRate()
-    for u in results:
-        total = total + u.words
+    total = sum((u.words for u in results), ErrorRate())
     bad = sorted((u for u in results if u.words.errors), key=lambda u: (-u.words.errors, -u.words.rate))
-    groups: dict[str, GroupScore] = {}
-    for key in sorted(set(keys)):
-        members = [i for i, k in enumerate(keys) if k == key]
-        words = ErrorRate()
-        for i in members:
-            words = words + results[i].words
-        groups[key] = GroupScore(len(members), sum(seconds[i] for i in members), words,
-                                 char_error_rate([refs[i] for i in members], [hyps[i] for i in members]))
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    groups = {key: GroupScore(len(idx), sum(seconds[i] for i in idx), sum((results[i].words for i in idx), ErrorRate()),
+                              char_error_rate([refs[i] for i in idx], [hyps[i] for i in idx]))
+              for key, idx in sorted(members.items())}
     return ASREvalReport(
         model=model.source or repr(model), manifest=str(manifest), wer=total, cer=char_error_rate(refs, hyps),
-        utterances=len(entries), audio_seconds=audio_seconds, load_seconds=load_seconds,
+        utterances=len(entries), audio_seconds=sum(seconds), load_seconds=load_seconds,
         compute_seconds=compute_seconds, batch_size=batch_size, device=str(model.device), worst=bad[:worst],
         group_by=group_by, groups=groups,
     )

@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 Activation = Literal["relu", "tanh", "sigmoid"]
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-# The same functions for the decoders' per-decision path, where each nn.Module call costs a few microseconds.
-_ACTIVATION_FNS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+# Functions, not modules: decoders evaluate the joint once per decision, where an nn.Module call costs a few
+# microseconds (the activations have no parameters, so state dicts are the same either way).
+_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
 class PredictionState(NamedTuple):
@@ -193,9 +193,7 @@ class PredictionNetwork(nn.Module):
             new_state = PredictionState(h_new[0].unsqueeze(0), c_new[0].unsqueeze(0))
         else:
             new_state = PredictionState(torch.stack(h_new), torch.stack(c_new))
-        if self.training:
-            x = dropout(x, self.dropout.p, True)
-        return x, new_state
+        return dropout(x, self.dropout.p, self.training), new_state
 
     def input_gates(self) -> Tensor:
         """Layer 0's input-side gate pre-activations of every id: ``(V + 1, 4H)``.
@@ -256,10 +254,13 @@ class Joint(nn.Module):
         self.layout = layout
         self.enc = nn.Linear(encoder_dim, hidden)
         self.pred = nn.Linear(pred_dim, hidden)
-        self.activation = _ACTIVATIONS[activation]()
-        self._activation_fn = _ACTIVATION_FNS[activation]
+        self.activation_name = activation
+        self.activation = _ACTIVATIONS[activation]
         self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden, layout.num_outputs)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name}"
 
     def project_encoder(self, f: Tensor) -> Tensor:
         """``(..., D) -> (..., hidden)``; decoders call it once per utterance."""
@@ -272,9 +273,7 @@ class Joint(nn.Module):
     def joint_after_projection(self, fp: Tensor, gp: Tensor) -> Tensor:
         """Logits from projected inputs of any broadcastable shapes: ``(..., hidden), (..., hidden) -> (..., K)``."""
         # Functional calls: decoders run this once per decision, where module-call overhead is a large share.
-        h = self._activation_fn(fp + gp)
-        if self.training:
-            h = dropout(h, self.dropout.p, True)
+        h = dropout(self.activation(fp + gp), self.dropout.p, self.training)
         return F.linear(h, self.out.weight, self.out.bias)
 
     def forward(self, f: Tensor, g: Tensor) -> Tensor:
