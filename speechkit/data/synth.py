@@ -16,9 +16,12 @@ How it is made:
   festival's ``slt`` are one group). Test and dev each get at least two groups (from different engines where
   possible), train the rest; espeak-ng variants are partitioned as well, so a test utterance has an accent *and* a
   variant never heard in training. A language with fewer than three groups cannot be split by voice; its espeak-ng
-  variants are split instead and the summary says so.
+  variants are split instead and the summary says so. ``--dev-fraction 0`` / ``--test-fraction 0`` hold out
+  nothing for that split, so a corpus of extra training voices uses every voice it is given.
 * **Texts** (:mod:`speechkit.data.texts`): sentences are de-duplicated by transcript and partitioned between the
-  splits before any is read, so no test sentence occurs in training.
+  splits before any is read, so no test sentence occurs in training. ``--exclude MANIFEST...`` drops the
+  transcripts of another corpus (say its dev and test) from every split, counted in the summary: extra voices for
+  an existing corpus then never speak its held-out sentences.
 * **Transcripts**: English text goes through :func:`speechkit.text.normalize.normalize_english`; other languages
   are case-folded with punctuation removed. The manifest's ``text`` is that transcript; the spoken sentence is
   kept in ``source_text``.
@@ -76,6 +79,9 @@ class SynthConfig:
         "help": "text sources: fortunes wordnet bible wordlist or text files (default per language)"})
     dev_fraction: float = field(default=0.1, metadata={"help": "share of utterances in dev"})
     test_fraction: float = field(default=0.1, metadata={"help": "share of utterances in test"})
+    exclude: list[str] = field(default_factory=list, metadata={
+        "help": "NeMo manifests whose transcripts this corpus must never speak (e.g. another corpus's dev and test, "
+                "when this one adds training voices to it)"})
     min_words: int = field(default=3, metadata={"help": "shortest sentence in words"})
     max_words: int = field(default=25, metadata={"help": "longest sentence in words"})
     rate_range: list[float] = field(default_factory=lambda: [0.85, 1.2], metadata={"help": "speaking-rate factors"})
@@ -219,11 +225,29 @@ def transcript_of(sentence: str, lang: str) -> str:
 
 
 def _split_counts(n: int, cfg: SynthConfig) -> tuple[int, int]:
-    """How many of n units go to (test, dev): at least two each when n allows, else one."""
+    """How many of n units go to (test, dev): none for a fraction of 0, else at least two each when n allows, else one."""
     least = 2 if n >= 6 else 1
-    n_test = max(least, round(n * cfg.test_fraction))
-    n_dev = max(least, round(n * cfg.dev_fraction))
-    return n_test, n_dev
+
+    def count(fraction: float) -> int:
+        # A split asked for no utterances holds no voice out: every voice then trains.
+        return 0 if fraction == 0 else max(least, round(n * fraction))
+
+    return count(cfg.test_fraction), count(cfg.dev_fraction)
+
+
+def excluded_transcripts(paths: list[str], lang: str) -> set[str]:
+    """The transcripts of the given NeMo manifests, normalised as this corpus's transcripts are.
+
+    Raises:
+        ManifestError: a file is missing or a line is bad (the message names file and line).
+    """
+    from speechkit.data.manifests import read_manifest
+
+    out: set[str] = set()
+    for path in paths:
+        for entry in read_manifest(path):
+            out.add(transcript_of(entry.text, lang))
+    return out
 
 
 def _pick_spread(groups: list[list[Voice]], k: int) -> list[list[Voice]]:
@@ -281,13 +305,20 @@ def plan_language(lang: str, cfg: SynthConfig) -> LanguagePlan:
     else:
         split_variants = {s: variants for s in SPLITS}
     pool = sentence_pool(lang, cfg.texts, seed=cfg.seed, min_words=cfg.min_words, max_words=cfg.max_words)
+    if cfg.exclude:
+        # Sentences another corpus holds out are dropped before anything is split: none can reach any split here.
+        excluded = excluded_transcripts(cfg.exclude, lang)
+        kept = [t for t in pool.sentences if transcript_of(t, lang) not in excluded]
+        if len(kept) < len(pool.sentences):
+            pool.rejected["excluded by --exclude"] += len(pool.sentences) - len(kept)
+        pool.sentences = kept
     n = len(pool.sentences)
     if n < 3:
         raise ValueError(f"only {n} usable sentence(s) for language '{lang}': add text sources (--texts)")
     # Held-out pools need only as many sentences as their utterances (a few thousand even for long corpora);
     # keeping them small keeps the transcript check below cheap.
-    n_test = min(HELD_OUT_SENTENCES, max(1, math.ceil(n * cfg.test_fraction)))
-    n_dev = min(HELD_OUT_SENTENCES, max(1, math.ceil(n * cfg.dev_fraction)))
+    n_test = min(HELD_OUT_SENTENCES, max(1, math.ceil(n * cfg.test_fraction))) if cfg.test_fraction else 0
+    n_dev = min(HELD_OUT_SENTENCES, max(1, math.ceil(n * cfg.dev_fraction))) if cfg.dev_fraction else 0
     test = pool.sentences[:n_test]
     test_transcripts = {transcript_of(t, lang) for t in test}
     # Sentences that differ in spelling can share a transcript ("Dr." and "Doctor"): compare transcripts.
@@ -421,7 +452,9 @@ def _check_settings(out: Path, cfg: SynthConfig) -> None:
     path = out / "settings.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        # A setting added after the corpus was built counts as having had its default (older corpora stay ours).
+        default = asdict(SynthConfig())
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k, default.get(k)) != settings.get(k))
         if diff and not cfg.overwrite:
             raise ValueError(
                 f"{out} holds a corpus built with other settings ({', '.join(f'{k}: {old.get(k)} -> {settings.get(k)}' for k in diff)}); "

@@ -55,6 +55,34 @@ def test_training_sentences_with_a_held_out_transcript_are_passed_over():
     assert train and set(train) == {"A fresh start today."}
 
 
+def test_zero_fractions_hold_nothing_out_and_exclude_drops_another_corpus_held_out_sentences(tmp_path):
+    # The use: extra training voices for an existing corpus, with none of that corpus's dev/test sentences.
+    held = SynthConfig(seed=0)
+    other = plan_language("en", held)
+    manifest = tmp_path / "held_out.json"
+    sentences = other.sentences["test"][:40] + other.sentences["dev"][:40]
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "duration": 1.0, "text": transcript_of(t, "en")})
+                                + "\n" for i, t in enumerate(sentences)))
+    cfg = SynthConfig(seed=0, dev_fraction=0.0, test_fraction=0.0, exclude=[str(manifest)])
+    plan = plan_language("en", cfg)
+    assert plan.voices["test"] == plan.voices["dev"] == [] and plan.sentences["test"] == plan.sentences["dev"] == []
+    assert {v.group for v in plan.voices["train"]} == {v.group for v in find_voices("en", ["espeak-ng", "flite",
+                                                                                             "festival"])}
+    assert plan.variants["train"] and not plan.variants["test"] and not plan.variants["dev"]
+    excluded = {transcript_of(t, "en") for t in sentences}
+    assert not excluded & {transcript_of(t, "en") for t in plan.sentences["train"]}
+    assert plan.rejected["excluded by --exclude"] == len(excluded)
+    stream = plan_utterances(plan, cfg)
+    assert {next(stream).split for _ in range(50)} == {"train"}
+    # Only the excluded sentences are missing: the rest of the pool keeps its order.
+    assert plan.sentences["train"] == [t for t in plan_language("en", SynthConfig(seed=0, dev_fraction=0.0,
+                                       test_fraction=0.0)).sentences["train"] if transcript_of(t, "en") not in excluded]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"audio_filepath": "a.wav", "duration": 1.0, "text": "fine"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"bad\.json:2: not valid JSON"):
+        plan_language("en", SynthConfig(seed=0, exclude=[str(bad)]))
+
+
 def test_plan_stream_is_a_function_of_the_seed():
     cfg = SynthConfig(seed=1)
     a = plan_utterances(plan_language("en", cfg), cfg)
@@ -106,6 +134,10 @@ def test_resume_reuses_finished_audio_and_refuses_other_settings(tmp_path):
         prepare_synth(SynthConfig(out_dir=cfg.out_dir, hours=0.01, max_words=8, cuts=False, seed=9))
     prepare_synth(SynthConfig(out_dir=cfg.out_dir, hours=0.01, max_words=8, cuts=False, seed=9, overwrite=True))
     assert _corpus(tmp_path / "c") != before
+    # A corpus built before a setting existed is still ours when that setting keeps its default.
+    settings = tmp_path / "c" / "settings.json"
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items() if k != "exclude"}))
+    assert prepare_synth(SynthConfig(out_dir=cfg.out_dir, hours=0.01, max_words=8, cuts=False, seed=9)).reused > 0
 
 
 def test_noise_reverb_and_cuts(tmp_path):
