@@ -12,9 +12,12 @@ APT_MULTILANG := $(APT_PACKAGES) fortunes-de fortunes-es fortunes-it fortunes-ru
 	wspanish witalian festvox-ru festvox-italp16k festvox-suopuhe-lj festvox-czech-dita festival-czech \
 	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk diatheke sword-text-kjv sword-text-sparv \
 	wportuguese wdutch wpolish wcatalan wswedish wukrainian wdanish wnorwegian wbulgarian
+# Voices from Debian's contrib and non-free components (SVOX Pico en-US, MBROLA en1 us1 us2 us3), for extra training
+# voices (`make setup-extra-voices`; recipes/asr/fastconformer_transducer/RESULTS.md). Their audio is not shipped.
+APT_EXTRA_VOICES := libttspico-utils mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3
 PYTEST_FAST := -m "not slow and not cuda"
 
-.PHONY: setup setup-multilang demo test test-all bench peers peers-whisper peers-vad bench-asr-peers bench-vad clean-stamps
+.PHONY: setup setup-multilang setup-extra-voices demo test test-all bench peers peers-whisper peers-vad bench-asr-peers bench-vad clean-stamps
 
 setup: $(STAMP)
 
@@ -30,6 +33,9 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 
 setup-multilang: setup
 	@APT_PACKAGES="$(APT_MULTILANG)" bash .ci/apt-install
+
+setup-extra-voices: setup
+	@APT_PACKAGES="$(APT_EXTRA_VOICES)" APT_COMPONENTS="contrib non-free" bash .ci/apt-install
 
 demo: setup
 	$(VENV)/bin/speechkit demo
