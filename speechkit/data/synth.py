@@ -9,7 +9,8 @@ user builds it: ``apt-get install`` the voices (``make setup``; ``make setup-mul
 How it is made:
 
 * **Voices** (:mod:`speechkit.data.tts`): every installed espeak-ng accent, flite and festival voice of each
-  language (pico and mbrola only when named with ``--engines``: their audio may not be redistributed). Each
+  language (pico, mbrola and ``mbrola-accented``, other languages' mbrola speakers reading this one, only when named
+  with ``--engines``: their audio may not be redistributed). Each
   utterance draws a speaking rate and pitch from ``--rate-range`` / ``--pitch-range`` and, for espeak-ng, a
   variant (``+m3``, ``+f2``, ``klatt``...).
 * **Splits by voice**: the unit of a split is a voice *group*, one recorded speaker across engines (flite's and
@@ -61,6 +62,7 @@ SPLITS = ("train", "dev", "test")
 SAMPLE_RATE = 16000
 NOISE_KINDS = ("white", "pink", "brown")
 HELD_OUT_SENTENCES = 5000
+ENGINES = ("espeak-ng", "flite", "festival", "pico", "mbrola", "mbrola-accented")
 # Settings that change no utterance: a folder built with other values of these is still ours to extend.
 _NOT_FINGERPRINTED = {"out_dir", "hours", "num_jobs", "max_utterances", "overwrite", "cuts"}
 
@@ -73,8 +75,8 @@ class SynthConfig:
     hours: float = field(default=1.0, metadata={"help": "hours of speech in all (shared equally by the languages)"})
     langs: list[str] = field(default_factory=lambda: ["en"], metadata={"help": "language codes"})
     engines: list[str] = field(default_factory=list, metadata={
-        "help": "engines to use: espeak-ng flite festival pico mbrola (default: the first three, whose audio may "
-                "be shipped)"})
+        "help": "engines to use: espeak-ng flite festival pico mbrola mbrola-accented (default: the first three, "
+                "whose audio may be shipped; mbrola-accented: other languages' mbrola speakers reading this one)"})
     texts: list[str] = field(default_factory=list, metadata={
         "help": "text sources: fortunes wordnet bible wordlist or text files (default per language)"})
     dev_fraction: float = field(default=0.1, metadata={"help": "share of utterances in dev"})
@@ -118,9 +120,9 @@ class SynthConfig:
         pair("pitch_range", 0.3, 3.0)
         pair("silence_range", 0.0, 5.0)
         pair("snr_range", -20.0, 80.0)
-        unknown = set(self.engines) - {"espeak-ng", "flite", "festival", "pico", "mbrola"}
+        unknown = set(self.engines) - set(ENGINES)
         if unknown:
-            raise ValueError(f"--engines: unknown engine(s) {sorted(unknown)} (known: espeak-ng flite festival pico mbrola)")
+            raise ValueError(f"--engines: unknown engine(s) {sorted(unknown)} (known: {' '.join(ENGINES)})")
 
 
 @dataclass

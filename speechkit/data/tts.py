@@ -9,6 +9,7 @@ Engines and what they give (resources.md measured their speed and intelligibilit
 | festival  | ``(voice.list)`` of the installed festvox packages | duration stretch, mean F0 (diphone voices) | yes          |
 | pico      | ``pico2wave`` when installed (contrib) | -                                            | no                   |
 | mbrola    | ``espeak-ng -v mb-xx`` with the voice under /usr/share/mbrola | rate, pitch          | no (licence)         |
+| mbrola-accented | ``espeak-ng -v mb-xx-<lang>``: another language's mbrola speaker reading this one | rate, pitch | no (licence) |
 
 A :class:`Voice` is one engine's base voice; the corpus builder splits train/dev/test by ``Voice.group`` (the
 underlying recorded speaker: flite's ``slt`` and festival's ``cmu_us_slt_arctic_hts`` are the same woman), so no
@@ -141,7 +142,9 @@ def _espeak_voices(lang: str) -> tuple[str, ...]:
 
 
 @functools.cache
-def _mbrola_voices(lang: str) -> tuple[str, ...]:
+def _mbrola_voices(lang: str, accented: bool = False) -> tuple[str, ...]:
+    """Installed mbrola voices of a language: native ones (``mb-us1``), or with ``accented`` the voices of other
+    languages' speakers reading it through espeak-ng's mapping (``mb-de1-en``: English with a German voice)."""
     if not shutil.which("espeak-ng") or not Path("/usr/share/mbrola").is_dir():
         return ()
     out = subprocess.run(["espeak-ng", "--voices=mb"], capture_output=True, text=True, timeout=60).stdout
@@ -149,8 +152,9 @@ def _mbrola_voices(lang: str) -> tuple[str, ...]:
     for line in out.splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 5 and cols[4].startswith("mb/") and (cols[1] == lang or cols[1].startswith(lang + "-")):
-            voice = cols[4].split("/", 1)[1]  # mb-us1
-            if (Path("/usr/share/mbrola") / voice.removeprefix("mb-")).exists() and "-" not in voice[3:]:
+            voice = cols[4].split("/", 1)[1]  # mb-us1, or mb-de1-en for an accented one
+            database = voice.removeprefix("mb-").split("-")[0]
+            if (Path("/usr/share/mbrola") / database).exists() and ("-" in voice[3:]) == accented:
                 names.append(voice)
     return tuple(names)
 
@@ -160,7 +164,8 @@ def find_voices(lang: str, engines: Sequence[str] = ()) -> list[Voice]:
 
     Args:
         lang: language code (``en``, ``de``, ...).
-        engines: restrict to these engines (empty = every engine).
+        engines: restrict to these engines (empty = every engine); ``mbrola-accented`` (never implied) adds the
+            mbrola voices of other languages' speakers that espeak-ng maps this language onto (``mb-de1-en``).
 
     Returns:
         Voices in a stable order (engine, then name).
@@ -181,6 +186,9 @@ def find_voices(lang: str, engines: Sequence[str] = ()) -> list[Voice]:
         voices.append(Voice("pico", PICO_LANGS[lang], lang, f"pico:{PICO_LANGS[lang]}"))
     if "mbrola" in want:
         voices += [Voice("mbrola", v, lang, f"mbrola:{v}") for v in _mbrola_voices(lang)]
+    if "mbrola-accented" in want:
+        # The speaker is the database: mb-de1-en is the German voice mb-de1, one group with it.
+        voices += [Voice("mbrola", v, lang, f"mbrola:{v.rsplit('-', 1)[0]}") for v in _mbrola_voices(lang, True)]
     return voices
 
 

@@ -212,3 +212,22 @@ def test_bible_text_source():
     pool = sentence_pool("en", ["bible"], seed=0)
     assert len(pool.sentences) > 10000 and pool.sources["bible"] == len(pool.sentences)
     assert not any(":" in s.split()[0] or "LORD" in s for s in pool.sentences[:500])
+
+
+@pytest.mark.skipif(not Path("/usr/share/mbrola/de1").exists() or not Path("/usr/share/mbrola/us1").exists(),
+                    reason="needs the mbrola-de1 and mbrola-us1 voices (make setup-extra-voices)")
+def test_accented_mbrola_voices_are_opt_in_and_share_their_speaker_group(tmp_path):
+    native = find_voices("en", ["mbrola"])
+    accented = find_voices("en", ["mbrola-accented"])
+    assert "mb-us1" in {v.name for v in native} and not any(v.name.count("-") > 1 for v in native)
+    de1 = next(v for v in accented if v.name == "mb-de1-en")
+    # One speaker (the de1 database) whichever language it reads: one voice group.
+    assert de1.engine == "mbrola" and de1.group == next(v for v in find_voices("de", ["mbrola"]) if v.name == "mb-de1").group
+    assert not {v.group for v in native} & {v.group for v in accented}
+    cfg = SynthConfig(out_dir=str(tmp_path / "m"), engines=["mbrola-accented"], max_utterances=3, hours=1.0,
+                      max_words=6, dev_fraction=0.0, test_fraction=0.0, cuts=False, num_jobs=1)
+    prepare_synth(cfg)
+    lines = _lines(tmp_path / "m" / "train.json")
+    assert len(lines) == 3 and all(x["voice"].endswith("-en") and x["engine"] == "mbrola" for x in lines)
+    with pytest.raises(ValueError, match="unknown engine.*mbrola-accented"):
+        SynthConfig(engines=["mbrola-accent"]).validate()
