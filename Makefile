@@ -12,9 +12,13 @@ APT_MULTILANG := $(APT_PACKAGES) fortunes-de fortunes-es fortunes-it fortunes-ru
 	wspanish witalian festvox-ru festvox-italp16k festvox-suopuhe-lj festvox-czech-dita festival-czech \
 	festvox-ca-ona-hts festival-ca festival-hi festvox-hi-nsk diatheke sword-text-kjv sword-text-sparv \
 	wportuguese wdutch wpolish wcatalan wswedish wukrainian wdanish wnorwegian wbulgarian
-# Voices from Debian's contrib and non-free components (SVOX Pico en-US, MBROLA en1 us1 us2 us3), for extra training
-# voices (`make setup-extra-voices`; recipes/asr/fastconformer_transducer/RESULTS.md). Their audio is not shipped.
-APT_EXTRA_VOICES := libttspico-utils mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3
+# Voices from Debian's contrib and non-free components, for extra training voices (`make setup-extra-voices`;
+# recipes/asr/fastconformer_transducer/RESULTS.md): SVOX Pico, the English MBROLA voices (en1 us1 us2 us3) and the
+# MBROLA voices espeak-ng lets read English with another language's speaker (`--engines mbrola-accented`). Their
+# audio is not shipped.
+APT_EXTRA_VOICES := libttspico-utils mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3 mbrola-af1 mbrola-nl2 \
+	mbrola-fr1 mbrola-fr4 mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6 mbrola-gr2 mbrola-hu1 \
+	mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2
 PYTEST_FAST := -m "not slow and not cuda"
 
 .PHONY: setup setup-multilang setup-extra-voices demo test test-all bench peers peers-whisper peers-vad bench-asr-peers bench-vad clean-stamps
