@@ -31,6 +31,7 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from speechkit.losses.layout import JointLayout
 from speechkit.modules.dropout import Dropout, dropout
@@ -48,6 +49,24 @@ Activation = Literal["relu", "tanh", "sigmoid"]
 # Functions, not modules: decoders evaluate the joint once per decision, where an nn.Module call costs a few
 # microseconds (the activations have no parameters, so state dicts are the same either way).
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+
+
+class _OptimizerSteps:
+    """How many optimizer steps this process has taken, any optimizer (part of the gate table's cache key).
+
+    Fused optimizer kernels (``AdamW(fused=True)``, the recipes' optimizer) write parameters without bumping their
+    version counters, so a table keyed on versions alone went stale during training: validation decoded with the
+    table of the first validation pass. A global step hook sees every optimizer.
+    """
+
+    count = 0
+
+    @classmethod
+    def bump(cls, optimizer: object, args: object, kwargs: object) -> None:
+        cls.count += 1
+
+
+register_optimizer_step_post_hook(_OptimizerSteps.bump)
 
 
 class PredictionState(NamedTuple):
@@ -199,12 +218,14 @@ class PredictionNetwork(nn.Module):
         """Layer 0's input-side gate pre-activations of every id: ``(V + 1, 4H)``.
 
         Row ``k`` is ``embed[k] @ W_ih^T + b_ih + b_hh``, what :meth:`step` adds to ``h @ W_hh^T`` for label ``k``.
-        Computed without gradient and kept until one of the four tensors changes (an optimizer step, a
-        ``load_state_dict``, ``.to()``): the cache is keyed on their storage and in-place version counters.
+        Computed without gradient and kept until one of the four tensors may have changed: the cache is keyed on
+        their storage and in-place version counters (``load_state_dict``, ``.to()``, in-place edits) and on the
+        process's optimizer step count (fused optimizers do not bump version counters).
         """
         tensors = (self.embed.weight, self.lstm.weight_ih_l0, self.lstm.bias_ih_l0, self.lstm.bias_hh_l0)
         # Inference tensors have no version counter; they cannot change outside inference mode.
-        key = tuple((t.data_ptr(), t.dtype, t.device, -1 if t.is_inference() else t._version) for t in tensors)
+        key = (_OptimizerSteps.count,) + tuple(
+            (t.data_ptr(), t.dtype, t.device, -1 if t.is_inference() else t._version) for t in tensors)
         cached = self.__dict__.get("_input_gates_cache")
         if cached is None or cached[0] != key:
             with torch.no_grad():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from speechkit.decoding import GreedyOptions, greedy_transducer_decode
 from speechkit.decoding.reference import greedy_transducer_reference
@@ -82,6 +83,29 @@ def test_prediction_step_gate_table(num_layers):
     g, _ = pred.step(torch.tensor([3, 7]), pred.init_state(2))
     g.sum().backward()
     assert pred.embed.weight.grad[3].abs().sum() > 0 and pred.lstm.weight_ih_l0.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: torch.optim.AdamW(ps, lr=0.05, fused=True),  # the recipes' optimizer: no version bump
+    lambda ps: torch.optim.SGD(ps, lr=0.5, fused=True),
+    lambda ps: torch.optim.AdamW(ps, lr=0.05, foreach=False),
+], ids=["adamw-fused", "sgd-fused", "adamw-loop"])
+def test_gate_table_follows_optimizer_steps(make_opt):
+    """Validation inside training decodes with the gate table: after each optimizer step it must be the table of
+    the new weights, also for fused kernels that write parameters without bumping their version counters."""
+    torch.manual_seed(0)
+    pred = PredictionNetwork(7, hidden=12)
+    opt = make_opt(pred.parameters())
+    labels = torch.tensor([[1, 2, 3], [6, 0, 5]])
+    for _ in range(3):
+        pred.train()
+        pred(labels, torch.tensor([3, 3])).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+        pred.eval()
+        with torch.no_grad():
+            fresh = F.linear(pred.embed.weight, pred.lstm.weight_ih_l0, pred.lstm.bias_ih_l0) + pred.lstm.bias_hh_l0
+            torch.testing.assert_close(pred.input_gates(), fresh, rtol=0, atol=0)
 
 
 def test_copies_leave_out_decoding_caches():
