@@ -55,8 +55,8 @@ class _OptimizerSteps:
     """How many optimizer steps this process has taken, any optimizer (part of the gate table's cache key).
 
     Fused optimizer kernels (``AdamW(fused=True)``, the recipes' optimizer) write parameters without bumping their
-    version counters, so a table keyed on versions alone went stale during training: validation decoded with the
-    table of the first validation pass. A global step hook sees every optimizer.
+    version counters, so a table keyed on versions alone went stale during training: validation decoded with an
+    out-of-date table. A global step hook sees every optimizer.
     """
 
     count = 0
