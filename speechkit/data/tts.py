@@ -141,6 +141,11 @@ def _espeak_voices(lang: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _mbrola_database(voice: str) -> str:
+    """The mbrola database (the recorded speaker) behind an espeak-ng mbrola voice: ``mb-de1-en`` -> ``de1``."""
+    return voice.removeprefix("mb-").split("-")[0]
+
+
 @functools.cache
 def _mbrola_voices(lang: str, accented: bool = False) -> tuple[str, ...]:
     """Installed mbrola voices of a language: native ones (``mb-us1``), or with ``accented`` the voices of other
@@ -153,8 +158,7 @@ def _mbrola_voices(lang: str, accented: bool = False) -> tuple[str, ...]:
         cols = line.split()
         if len(cols) >= 5 and cols[4].startswith("mb/") and (cols[1] == lang or cols[1].startswith(lang + "-")):
             voice = cols[4].split("/", 1)[1]  # mb-us1, or mb-de1-en for an accented one
-            database = voice.removeprefix("mb-").split("-")[0]
-            if (Path("/usr/share/mbrola") / database).exists() and ("-" in voice[3:]) == accented:
+            if (Path("/usr/share/mbrola") / _mbrola_database(voice)).exists() and ("-" in voice[3:]) == accented:
                 names.append(voice)
     return tuple(names)
 
@@ -188,7 +192,7 @@ def find_voices(lang: str, engines: Sequence[str] = ()) -> list[Voice]:
         voices += [Voice("mbrola", v, lang, f"mbrola:{v}") for v in _mbrola_voices(lang)]
     if "mbrola-accented" in want:
         # The speaker is the database: mb-de1-en is the German voice mb-de1, one group with it.
-        voices += [Voice("mbrola", v, lang, f"mbrola:{v.rsplit('-', 1)[0]}") for v in _mbrola_voices(lang, True)]
+        voices += [Voice("mbrola", v, lang, f"mbrola:mb-{_mbrola_database(v)}") for v in _mbrola_voices(lang, True)]
     return voices
 
 

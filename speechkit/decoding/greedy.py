@@ -259,7 +259,7 @@ def label_loop(
             and hyps.scores.dtype in (torch.float32, torch.float64)):
         _label_loop_one(enc, offset, end, loop, hyps, prediction, joint, options, rule)
         return
-    gates = prediction.input_gates()  # once per call: checking the cached table costs about a small matmul
+    gates = prediction.input_gates()  # fetched once per call: each fetch checks the cache key (a few microseconds)
     rows = torch.arange(batch, device=device)
     last = (end - offset - 1).clamp(min=0)  # last valid row index of each chunk
     sos = torch.full((batch,), prediction.blank_id, dtype=torch.long, device=device)
