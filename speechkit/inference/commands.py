@@ -73,7 +73,7 @@ class EvalASRCommand:
     """Options of ``speechkit eval-asr``."""
 
     manifest: str = field(metadata={"help": "NeMo JSON-lines manifest with audio_filepath, duration, text"})
-    model: str = field(metadata={"help": _MODEL_HELP})
+    model: str | None = field(default=None, metadata={"help": _MODEL_HELP + "; unset: the bundled default"})
     batch_size: int = field(default=16, metadata={"help": "utterances decoded together"})
     limit: int | None = field(default=None, metadata={"help": "score only the first N lines of the manifest"})
     json_out: str | None = field(default=None, metadata={"help": "also write the numbers to this JSON file"})

@@ -136,6 +136,16 @@ def test_eval_asr_limit_and_manifest_paths(tiny_model):
     assert "WER:" in str(report) and "RTFx:" in str(report)
 
 
+def test_eval_asr_without_model_uses_the_bundled_default(capsys):
+    # Like transcribe: no --model means the bundled English model, here scored on its own bundled clips.
+    clips = Path(default_model("asr").path).parent / "clips" / "clips.json"
+    report = eval_asr_command(EvalASRCommand(str(clips), worst=1))
+    assert Path(report.model) == default_model("asr").path
+    assert report.utterances == len(clips.read_text().splitlines())
+    assert cli.main(["eval-asr", str(clips), "--limit", "1"]) == 0
+    assert "WER:" in capsys.readouterr().out
+
+
 def test_eval_asr_bad_manifest_line_is_named(tiny_model, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"audio_filepath": "a.wav", "duration": 1.0}\n')
