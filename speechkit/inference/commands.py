@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from speechkit.inference.evaluate import ASREvalReport
-    from speechkit.inference.offline import Transcript
+    from speechkit.inference.offline import TranscribeOptions, Transcript
 
 __all__ = ["EvalASRCommand", "TranscribeCommand", "TranscribeOutput", "eval_asr_command", "transcribe_command"]
+
+# TranscribeOptions.long_audio_s's default, written out because this module must not import torch (a test checks
+# that the two agree).
+_LONG_AUDIO_S = 120.0
 
 _MODEL_HELP = "bundled model name (speechkit/assets/models.json) or a model file exported by a recipe"
 
@@ -37,6 +41,14 @@ class TranscribeCommand:
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
     cuda_graphs: bool = field(default=False, metadata={
         "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
+    att_context_size: list[int] | None = field(default=None, metadata={
+        "help": "LEFT RIGHT attention context in encoder frames (-1 = unlimited) for every input, in place of the "
+                "model's own"})
+    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={
+        "help": "inputs at least this many seconds long use --long-audio-context when the model attends to "
+                "unlimited context (full attention needs memory quadratic in the length); 0: never"})
+    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={
+        "help": "LEFT RIGHT attention context of long inputs, in encoder frames (80 ms each)"})
 
 
 @dataclass
@@ -52,18 +64,32 @@ class TranscribeOutput:
         return "\n".join(f"{t.source}\t{t.text}" for t in self.transcripts)
 
 
+def _options(opts: TranscribeCommand | EvalASRCommand, timestamps: bool) -> TranscribeOptions:
+    """The decoding options of either command (checked before the model is loaded)."""
+    from speechkit.inference.offline import TranscribeOptions
+
+    for name in ("att_context_size", "long_audio_context"):
+        value = getattr(opts, name)
+        if value is not None and len(value) != 2:
+            raise ValueError(f"--{name.replace('_', '-')} takes two numbers (LEFT RIGHT), got {value}")
+    context = tuple(opts.att_context_size) if opts.att_context_size is not None else None
+    return TranscribeOptions(max_symbols=opts.max_symbols, timestamps=timestamps, num_threads=opts.threads,
+                             cuda_graphs=opts.cuda_graphs, att_context_size=context,  # type: ignore[arg-type]
+                             long_audio_s=opts.long_audio_s if opts.long_audio_s > 0 else None,
+                             long_audio_context=tuple(opts.long_audio_context))  # type: ignore[arg-type]
+
+
 def transcribe_command(opts: TranscribeCommand) -> TranscribeOutput:
     """Transcribe files with a model; every file is checked to exist before the model is loaded."""
     from pathlib import Path
 
-    from speechkit.inference.offline import TranscribeOptions, load_model
+    from speechkit.inference.offline import load_model
 
     # Fail on a typo before spending seconds loading the model.
     for f in opts.files:
         if not Path(f).is_file():
             raise FileNotFoundError(f"audio file not found: {f}")
-    options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=opts.json, num_threads=opts.threads,
-                                cuda_graphs=opts.cuda_graphs)
+    options = _options(opts, timestamps=opts.json)
     model = load_model(opts.model, device=opts.device)
     return TranscribeOutput(model.transcribe(opts.files, batch_size=opts.batch_size, options=options), opts.json)
 
@@ -85,16 +111,23 @@ class EvalASRCommand:
         "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
     group_by: str | None = field(default=None, metadata={
         "help": "also print WER and CER per value of this manifest field (lang, speaker, engine ...)"})
+    att_context_size: list[int] | None = field(default=None, metadata={
+        "help": "LEFT RIGHT attention context in encoder frames (-1 = unlimited) for every input, in place of the "
+                "model's own"})
+    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={
+        "help": "inputs at least this many seconds long use --long-audio-context when the model attends to "
+                "unlimited context (full attention needs memory quadratic in the length); 0: never"})
+    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={
+        "help": "LEFT RIGHT attention context of long inputs, in encoder frames (80 ms each)"})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
     """WER / CER / RTFx of a model on a manifest (see :mod:`speechkit.inference.evaluate` for what is timed)."""
     from speechkit.inference.evaluate import evaluate_manifest, write_report_json
-    from speechkit.inference.offline import TranscribeOptions, load_model
+    from speechkit.inference.offline import load_model
 
+    options = _options(opts, timestamps=False)
     model = load_model(opts.model, device=opts.device)
-    options = TranscribeOptions(max_symbols=opts.max_symbols, timestamps=False, num_threads=opts.threads,
-                                cuda_graphs=opts.cuda_graphs)
     report = evaluate_manifest(model, opts.manifest, batch_size=opts.batch_size, limit=opts.limit, options=options,
                                worst=opts.worst, group_by=opts.group_by)
     if opts.json_out:

@@ -15,6 +15,14 @@ audio, not the whole list. Decoding is greedy (label looping; :mod:`speechkit.de
 batch of thousands. Audio shorter than one encoder frame (80 ms) is not empty: it gives a transcript with
 no tokens.
 
+**Long inputs.** Full self-attention costs memory and time quadratic in the input's length: the bundled model
+needs 4.3 GB for ten minutes and goes past 24 GB for half an hour. Inputs of at least
+:attr:`TranscribeOptions.long_audio_s` (2 minutes) are therefore encoded with a limited context of 128 frames
+(about 10 s) on each side, which the encoder runs blockwise in linear memory: an hour takes 3.1 GB. On one long
+recording this is also no less accurate than full context (``bench/long_audio.py``). Long and short inputs are
+batched apart, so an input's transcript does not depend on its batch. Models trained with limited context keep
+theirs; :attr:`TranscribeOptions.att_context_size` sets one context for every input.
+
 **Timestamps** (:class:`TokenTimestamp`, in seconds) come from the encoder frame each token was emitted at
 (80 ms frames for FastConformer); TDT models also predict how many frames a token lasts, RNN-T and multi-blank
 tokens last one frame (:mod:`speechkit.decoding.timestamps`). Spans are clipped to the audio's duration (the last
@@ -61,6 +69,9 @@ __all__ = [
     "load_model",
 ]
 
+#: Inputs at least this long (seconds) use limited attention context by default (:class:`TranscribeOptions`).
+LONG_AUDIO_S = 120.0
+
 #: One input of :meth:`ASRModel.transcribe`: an audio file path or a mono float waveform ``(N,)``.
 AudioInput = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -78,18 +89,52 @@ class TranscribeOptions:
         cuda_graphs: on a GPU, replay the greedy decoder's loop bodies as CUDA graphs (the same results, fewer
             kernel launches; :mod:`speechkit.decoding.cuda_graphs`). The model keeps the captured graphs between
             batches. Ignored on CPU.
+        att_context_size: ``(left, right)`` attention context in encoder frames (-1 = unlimited) for every input,
+            in place of the model's own; ``None`` keeps the model's, with the long-audio switch below.
+        long_audio_s: inputs at least this many seconds long are encoded with ``long_audio_context`` when the
+            model attends to unlimited context (``None``: never switch). Full attention costs memory quadratic in
+            the length: half an hour needs more than 24 GB, with limited context it takes under 2 GB.
+        long_audio_context: the ``(left, right)`` context of long inputs; (128, 128) is about 10 s on each side
+            at 80 ms frames, as long as the training utterances, and the encoder then runs blockwise in linear
+            memory (:mod:`speechkit.modules.attention`).
     """
 
     max_symbols: int = 10
     timestamps: bool = True
     num_threads: int | None = None
     cuda_graphs: bool = False
+    att_context_size: tuple[int, int] | None = None
+    long_audio_s: float | None = LONG_AUDIO_S
+    long_audio_context: tuple[int, int] = (128, 128)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_symbols, int) or self.max_symbols < 1:
             raise ValueError(f"TranscribeOptions.max_symbols must be an integer >= 1, got {self.max_symbols!r}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"TranscribeOptions.num_threads must be None or >= 1, got {self.num_threads!r}")
+        if self.att_context_size is not None:
+            object.__setattr__(self, "att_context_size", _context_pair("att_context_size", self.att_context_size))
+        object.__setattr__(self, "long_audio_context", _context_pair("long_audio_context", self.long_audio_context))
+        if min(self.long_audio_context) < 0:
+            raise ValueError(f"TranscribeOptions.long_audio_context={self.long_audio_context}: both sides must be "
+                             f"finite (>= 0) to bound memory")
+        if self.long_audio_s is not None and (isinstance(self.long_audio_s, bool)
+                                              or not isinstance(self.long_audio_s, (int, float))
+                                              or not self.long_audio_s > 0):
+            raise ValueError(f"TranscribeOptions.long_audio_s must be None or a positive number of seconds, "
+                             f"got {self.long_audio_s!r}")
+
+
+def _context_pair(name: str, value: Any) -> tuple[int, int]:
+    """``value`` as a ``(left, right)`` pair of integers >= -1, else a ValueError naming the field."""
+    try:
+        left, right = value
+    except (TypeError, ValueError):
+        raise ValueError(f"TranscribeOptions.{name}={value!r}: expected (left, right) in encoder frames") from None
+    for v in (left, right):
+        if isinstance(v, bool) or not isinstance(v, int) or v < -1:
+            raise ValueError(f"TranscribeOptions.{name}={value!r}: expected integers >= -1 (-1 = unlimited)")
+    return int(left), int(right)
 
 
 @dataclass(frozen=True)
@@ -307,8 +352,7 @@ class ASRModel:
         greedy = GreedyOptions(max_symbols=options.max_symbols, cuda_graphs=options.cuda_graphs)
         device = self.device
         with _torch_threads(options.num_threads), torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                batch = order[start: start + batch_size]
+            for batch, context in self._batches(order, batch_size, options):
                 waves = [it.load() for it in batch]
                 lens = [w.shape[0] for w in waves]
                 # Padded in numpy: the inputs may be read-only arrays, which torch.from_numpy warns about.
@@ -317,11 +361,35 @@ class ASRModel:
                     padded[b, : w.shape[0]] = w
                 audio = torch.from_numpy(padded).to(device)  # (B, N)
                 audio_lens = torch.tensor(lens, dtype=torch.long, device=device)  # (B,)
-                hyps = self.network.decode(audio, audio_lens, greedy)
+                with _attention_context(self.network.encoder, context):
+                    hyps = self.network.decode(audio, audio_lens, greedy)
                 for it, w, hyp in zip(batch, waves, hyps, strict=True):
                     results[it.index] = self._transcript(hyp, w.shape[0] / self.sample_rate, it.source, options)
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def _batches(self, order: list[_Item], batch_size: int,
+                 options: TranscribeOptions) -> Iterator[tuple[list[_Item], tuple[int, int] | None]]:
+        """Batches of ``order`` (longest first), each with the attention context to encode it with.
+
+        ``None`` keeps the model's context. Long inputs never share a batch with short ones, so an input's
+        transcript does not depend on what it was batched with.
+        """
+        if options.att_context_size is not None:
+            contexts = [options.att_context_size] * len(order)
+        else:
+            ctx = self.network.encoder.att_context
+            unlimited = ctx.style == "regular" and (ctx.left < 0 or ctx.right < 0)
+            limit = None if options.long_audio_s is None or not unlimited else options.long_audio_s
+            contexts = [options.long_audio_context if limit is not None and it.num_samples >= limit * self.sample_rate
+                        else None for it in order]
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and stop - start < batch_size and contexts[stop] == contexts[start]:
+                stop += 1
+            yield order[start:stop], contexts[start]
+            start = stop
 
     def _transcript(self, hyp: Hypothesis, seconds: float, source: str | None, options: TranscribeOptions) -> Transcript:
         ids = [int(t) for t in hyp.tokens]
@@ -338,6 +406,20 @@ class ASRModel:
             stamps = [TokenTimestamp(p, s, e) for p, (s, e) in zip(pieces, spans, strict=True)]
             words = word_timestamps(pieces, spans)
         return Transcript(self.tokenizer.decode(ids), pieces, ids, stamps, words, seconds, source)
+
+
+@contextlib.contextmanager
+def _attention_context(encoder: Any, context: tuple[int, int] | None) -> Iterator[None]:
+    """Encode with ``context`` = ``(left, right)`` inside the block (``None``: unchanged); the model's is restored."""
+    if context is None:
+        yield
+        return
+    saved = encoder.att_context
+    encoder.set_att_context_size(*context)
+    try:
+        yield
+    finally:
+        encoder.att_context = saved
 
 
 def load_model(name_or_path: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu") -> ASRModel:

@@ -136,6 +136,27 @@ def test_eval_asr_limit_and_manifest_paths(tiny_model):
     assert "WER:" in str(report) and "RTFx:" in str(report)
 
 
+def test_attention_context_flags(tiny_model, tiny_audio, capsys):
+    from speechkit.asr import TranscribeOptions
+    from speechkit.inference.commands import TranscribeCommand
+
+    # The CLI's default is the API's (written out there to keep torch out of --help).
+    assert TranscribeCommand([]).long_audio_s == TranscribeOptions().long_audio_s
+    assert EvalASRCommand("m.json").long_audio_s == TranscribeOptions().long_audio_s
+    f = str(tiny_audio[0])
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), f, "--att-context-size", "4", "4"]) == 0
+    forced = capsys.readouterr().out
+    model = load_model(tiny_model.path)
+    want = model.transcribe(f, options=TranscribeOptions(att_context_size=(4, 4)))[0].text
+    assert forced == f"{f}\t{want}\n"
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), f, "--long-audio-s", "0"]) == 0
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), f, "--att-context-size", "4"]) == 2
+    assert "--att-context-size takes two numbers" in capsys.readouterr().err
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(TINY / "test.json"),
+                     "--long-audio-context", "-1", "8"]) == 2
+    assert "long_audio_context" in capsys.readouterr().err
+
+
 def test_eval_asr_without_model_uses_the_bundled_default(capsys):
     # Like transcribe: no --model means the bundled English model, here scored on its own bundled clips.
     clips = Path(default_model("asr").path).parent / "clips" / "clips.json"

@@ -115,6 +115,70 @@ def test_options_and_threads(model, tiny_audio):
         model.transcribe(tiny_audio[0], batch_size=0)
 
 
+def _record_contexts(model, monkeypatch) -> list[tuple[int, int, int]]:
+    """Spy on the encoder: one ``(left, right, batch)`` per forward call."""
+    enc = model.network.encoder
+    calls: list[tuple[int, int, int]] = []
+    forward = enc.forward
+
+    def spy(x, x_lens):
+        calls.append((enc.att_context.left, enc.att_context.right, x.shape[0]))
+        return forward(x, x_lens)
+
+    monkeypatch.setattr(enc, "forward", spy)
+    return calls
+
+
+def test_long_inputs_use_limited_attention_context(model, tiny_audio, monkeypatch):
+    arrays = [load_audio(f, sample_rate=16000) for f in tiny_audio]
+    secs = sorted(a.shape[0] / 16000 for a in arrays)
+    limit = (secs[0] + secs[-1]) / 2  # some inputs above, some below
+    n_long = sum(s >= limit for s in secs)
+    assert 0 < n_long < len(arrays)
+    opts = TranscribeOptions(long_audio_s=limit, long_audio_context=(2, 3))
+    single = [model.transcribe(a, sample_rate=16000, options=opts)[0] for a in arrays]
+    calls = _record_contexts(model, monkeypatch)
+    batched = model.transcribe(arrays, sample_rate=16000, batch_size=16, options=opts)
+    # Long and short inputs never share a batch, so batching changes nothing.
+    assert batched == single
+    assert sorted(calls) == sorted([(-1, -1, len(arrays) - n_long), (2, 3, n_long)])
+    assert (model.network.encoder.att_context.left, model.network.encoder.att_context.right) == (-1, -1)
+    # The long inputs are exactly what a forced (2, 3) context gives, the short ones what the model's own gives.
+    forced = model.transcribe(arrays, sample_rate=16000, options=TranscribeOptions(att_context_size=(2, 3)))
+    own = model.transcribe(arrays, sample_rate=16000, options=TranscribeOptions(long_audio_s=None))
+    for a, b, f, o in zip(arrays, batched, forced, own, strict=True):
+        assert b == (f if a.shape[0] / 16000 >= limit else o)
+    calls.clear()
+    model.transcribe(arrays, sample_rate=16000, options=TranscribeOptions(att_context_size=(2, 3)))
+    model.transcribe(arrays, sample_rate=16000, options=TranscribeOptions(long_audio_s=None))
+    assert calls == [(2, 3, len(arrays)), (-1, -1, len(arrays))]
+
+
+def test_limited_context_models_keep_their_context_on_long_inputs(model, tiny_audio, monkeypatch):
+    enc = model.network.encoder
+    saved = enc.att_context
+    enc.set_att_context_size(4, 1)  # as a model trained with limited context
+    try:
+        calls = _record_contexts(model, monkeypatch)
+        model.transcribe(tiny_audio, options=TranscribeOptions(long_audio_s=0.01))
+        assert calls == [(4, 1, len(tiny_audio))]
+    finally:
+        enc.att_context = saved
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"att_context_size": (1,)}, "att_context_size"),
+    ({"att_context_size": (1, "a")}, "att_context_size"),
+    ({"att_context_size": (-2, 4)}, "att_context_size"),
+    ({"long_audio_context": (-1, 128)}, "long_audio_context"),
+    ({"long_audio_s": 0}, "long_audio_s"),
+    ({"long_audio_s": "60"}, "long_audio_s"),
+])
+def test_attention_context_option_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TranscribeOptions(**kwargs)
+
+
 def test_very_short_audio_is_not_an_error(model):
     t = model.transcribe(np.zeros(100, np.float32), sample_rate=16000)[0]
     assert t.audio_seconds == pytest.approx(100 / 16000)
