@@ -68,6 +68,12 @@ class AugmentConfig:
         noise_files: audio files of noise (drawn uniformly, looped or cropped at a random offset). Each is read once
             per worker process and kept in memory. Empty: coloured noise of the ``noise_kinds``.
         noise_kinds: coloured noise kinds (``white``, ``pink``, ``brown``, ``blue``) used without ``noise_files``.
+        pad_prob: probability that an utterance gets a stretch of near-silence before and after it. Synthetic speech
+            starts and stops with the first and last phone, while recordings have pauses around speech; a model that
+            never heard silence loses accuracy on it (the front end normalises over the whole input).
+        pad_range: ``[low, high]`` seconds of silence at each end, drawn uniformly and independently per side.
+        pad_level_db: ``[low, high]`` level in dBFS of the white noise floor that fills the silence, drawn
+            uniformly per utterance (-100 is as quiet as the front end's dither, i.e. digital silence).
     """
 
     speed_factors: list[float] = field(default_factory=list)
@@ -76,20 +82,29 @@ class AugmentConfig:
     snr_range: list[float] = field(default_factory=lambda: [10.0, 30.0])
     noise_files: list[str] = field(default_factory=list)
     noise_kinds: list[str] = field(default_factory=lambda: ["white", "pink", "brown"])
+    pad_prob: float = 0.0
+    pad_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    pad_level_db: list[float] = field(default_factory=lambda: [-100.0, -50.0])
 
     @property
     def enabled(self) -> bool:
-        return (bool(self.speed_factors) and self.speed_prob > 0) or self.noise_prob > 0
+        return (bool(self.speed_factors) and self.speed_prob > 0) or self.noise_prob > 0 or self.pad_prob > 0
 
     def validate(self) -> None:
         """Raise ValueError naming the field when a value is out of range."""
         if any(not f > 0 for f in self.speed_factors):
             raise ValueError(f"AugmentConfig.speed_factors must be > 0, got {self.speed_factors}")
-        for name in ("speed_prob", "noise_prob"):
+        for name in ("speed_prob", "noise_prob", "pad_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if len(self.snr_range) != 2 or self.snr_range[0] > self.snr_range[1]:
             raise ValueError(f"AugmentConfig.snr_range must be [low, high] dB, got {self.snr_range}")
+        if len(self.pad_range) != 2 or not 0.0 <= self.pad_range[0] <= self.pad_range[1]:
+            raise ValueError(f"AugmentConfig.pad_range must be [low, high] seconds with 0 <= low <= high, "
+                             f"got {self.pad_range}")
+        if len(self.pad_level_db) != 2 or not self.pad_level_db[0] <= self.pad_level_db[1] <= 0.0:
+            raise ValueError(f"AugmentConfig.pad_level_db must be [low, high] dBFS with low <= high <= 0, "
+                             f"got {self.pad_level_db}")
         bad = [k for k in self.noise_kinds if k not in _NOISE_KINDS]
         if bad or (self.noise_prob > 0 and not self.noise_files and not self.noise_kinds):
             raise ValueError(f"AugmentConfig.noise_kinds must be non-empty kinds among {_NOISE_KINDS}, "
@@ -111,7 +126,8 @@ def worker_rng(seed: int) -> np.random.Generator:
 
 
 class WaveformAugmenter:
-    """Applies an :class:`AugmentConfig` to waveforms: speed perturbation, then additive noise.
+    """Applies an :class:`AugmentConfig` to waveforms: speed perturbation, silence padding, then additive noise
+    (which covers the padding too, as a recording's background would).
 
     Used by the ASR dataset and the LID collator alike. Each DataLoader worker process draws from its own random
     stream (:func:`worker_rng`, picked on the first call), so workers do not repeat one another's (or the last
@@ -154,6 +170,8 @@ class WaveformAugmenter:
             factor = float(aug.speed_factors[int(rng.integers(len(aug.speed_factors)))])
             if factor != 1.0:
                 samples = speed_perturb(samples, self.sample_rate, factor)
+        if aug.pad_prob > 0 and rng.random() < aug.pad_prob:
+            samples = self._pad(samples, rng)
         if aug.noise_prob > 0 and rng.random() < aug.noise_prob:
             snr = float(rng.uniform(aug.snr_range[0], aug.snr_range[1]))
             if aug.noise_files:
@@ -166,6 +184,14 @@ class WaveformAugmenter:
             except AugmentError as err:  # silent speech: the SNR is undefined, keep the clean utterance
                 logger.debug("no noise mixed: %s", err)
         return samples
+
+    def _pad(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``samples`` between two stretches of a white noise floor (lengths and level from the config)."""
+        aug = self.cfg
+        before, after = (int(rng.uniform(aug.pad_range[0], aug.pad_range[1]) * self.sample_rate) for _ in range(2))
+        level = 10.0 ** (float(rng.uniform(aug.pad_level_db[0], aug.pad_level_db[1])) / 20.0)
+        floor = (level * rng.standard_normal(before + after)).astype(np.float32)
+        return np.concatenate([floor[:before], samples.astype(np.float32, copy=False), floor[before:]])
 
     def _noise_file(self, path: str) -> np.ndarray:
         if path not in self._noise:

@@ -157,3 +157,30 @@ def test_waveform_augmenter_speed_then_noise_at_the_snr() -> None:
     assert np.array_equal(noisy, again) and not np.array_equal(noisy, other)
     with pytest.raises(ValueError, match="speed_factors"):
         WaveformAugmenter(AugmentConfig(speed_factors=[0.0]), 16000)
+
+
+def test_waveform_augmenter_pads_with_a_quiet_floor_before_the_noise() -> None:
+    from speechkit.data.datasets import WaveformAugmenter
+
+    x = (np.sin(np.arange(16000) * 0.05) * 0.3).astype(np.float32)
+    cfg = AugmentConfig(pad_prob=1.0, pad_range=[0.25, 0.5], pad_level_db=[-60.0, -60.0])
+    aug = WaveformAugmenter(cfg, 16000, seed=0)
+    lengths = set()
+    for _ in range(20):
+        y = aug(x)
+        # The utterance is intact somewhere inside, between 0.25-0.5 s of floor on each side.
+        n_before = next(i for i in range(y.shape[0] - x.shape[0] + 1) if np.array_equal(y[i:i + 16000], x))
+        n_after = y.shape[0] - n_before - 16000
+        assert 4000 <= n_before <= 8000 and 4000 <= n_after <= 8000
+        floor = np.concatenate([y[:n_before], y[n_before + 16000:]])
+        assert abs(20 * np.log10(np.sqrt(np.mean(floor**2))) + 60.0) < 0.5
+        lengths.add(y.shape[0])
+    assert len(lengths) > 5  # drawn per utterance
+    # With noise on top, the noise covers the padding too (the floor is no longer at -60 dBFS).
+    both = WaveformAugmenter(AugmentConfig(pad_prob=1.0, pad_range=[0.5, 0.5], pad_level_db=[-60.0, -60.0],
+                                           noise_prob=1.0, snr_range=[10.0, 10.0]), 16000, seed=0)(x)
+    assert both.shape[0] == 32000 and np.sqrt(np.mean(both[:8000] ** 2)) > 0.01
+    for bad in ({"pad_prob": 1.5}, {"pad_range": [0.5, 0.2]}, {"pad_range": [-0.1, 0.2]},
+                {"pad_level_db": [-50.0, -60.0]}, {"pad_level_db": [-20.0, 3.0]}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            WaveformAugmenter(AugmentConfig(**bad), 16000)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from speechkit import cli
+from speechkit.data.texts import available_sources
 from speechkit.data.synth import SPLITS, SynthConfig, plan_language, plan_utterances, prepare_synth, transcript_of
 from speechkit.data.tts import find_voices
 
@@ -190,6 +191,8 @@ def test_one_hour_english_corpus(tmp_path):
     assert all(summary.splits[s].utterances > 0 for s in SPLITS)
 
 
+@pytest.mark.skipif(not available_sources("it"),
+                    reason="needs Italian text: fortunes-it or witalian (make setup-multilang)")
 def test_multi_language_corpus(tmp_path):
     out = tmp_path / "ml"
     summary = prepare_synth(SynthConfig(out_dir=str(out), langs=["en", "it"], max_utterances=8, hours=1.0,
