@@ -24,6 +24,11 @@ __all__ = ["EvalASRCommand", "TranscribeCommand", "TranscribeOutput", "eval_asr_
 # that the two agree).
 _LONG_AUDIO_S = 120.0
 
+_ATT_CONTEXT_HELP = ("LEFT RIGHT attention context in encoder frames (-1 = unlimited) for every input, in place of "
+                     "the model's own")
+_LONG_AUDIO_HELP = ("inputs at least this many seconds long use --long-audio-context when the model attends to "
+                    "unlimited context (full attention needs memory quadratic in the length); 0: never")
+_LONG_CONTEXT_HELP = "LEFT RIGHT attention context of long inputs, in encoder frames (80 ms each)"
 _MODEL_HELP = "bundled model name (speechkit/assets/models.json) or a model file exported by a recipe"
 
 
@@ -41,14 +46,9 @@ class TranscribeCommand:
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
     cuda_graphs: bool = field(default=False, metadata={
         "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
-    att_context_size: list[int] | None = field(default=None, metadata={
-        "help": "LEFT RIGHT attention context in encoder frames (-1 = unlimited) for every input, in place of the "
-                "model's own"})
-    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={
-        "help": "inputs at least this many seconds long use --long-audio-context when the model attends to "
-                "unlimited context (full attention needs memory quadratic in the length); 0: never"})
-    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={
-        "help": "LEFT RIGHT attention context of long inputs, in encoder frames (80 ms each)"})
+    att_context_size: list[int] | None = field(default=None, metadata={"help": _ATT_CONTEXT_HELP})
+    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={"help": _LONG_AUDIO_HELP})
+    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={"help": _LONG_CONTEXT_HELP})
 
 
 @dataclass
@@ -111,14 +111,9 @@ class EvalASRCommand:
         "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
     group_by: str | None = field(default=None, metadata={
         "help": "also print WER and CER per value of this manifest field (lang, speaker, engine ...)"})
-    att_context_size: list[int] | None = field(default=None, metadata={
-        "help": "LEFT RIGHT attention context in encoder frames (-1 = unlimited) for every input, in place of the "
-                "model's own"})
-    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={
-        "help": "inputs at least this many seconds long use --long-audio-context when the model attends to "
-                "unlimited context (full attention needs memory quadratic in the length); 0: never"})
-    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={
-        "help": "LEFT RIGHT attention context of long inputs, in encoder frames (80 ms each)"})
+    att_context_size: list[int] | None = field(default=None, metadata={"help": _ATT_CONTEXT_HELP})
+    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={"help": _LONG_AUDIO_HELP})
+    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={"help": _LONG_CONTEXT_HELP})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
