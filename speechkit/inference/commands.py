@@ -29,6 +29,8 @@ _ATT_CONTEXT_HELP = ("LEFT RIGHT attention context in encoder frames (-1 = unlim
 _LONG_AUDIO_HELP = ("inputs at least this many seconds long use --long-audio-context when the model attends to "
                     "unlimited context (full attention needs memory quadratic in the length); 0: never")
 _LONG_CONTEXT_HELP = "LEFT RIGHT attention context of long inputs, in encoder frames (80 ms each)"
+_VAD_HELP = ("cut each input at the speech a VAD finds, transcribe the pieces and join them (long recordings with "
+             "pauses, several speakers or channels)")
 _MODEL_HELP = "bundled model name (speechkit/assets/models.json) or a model file exported by a recipe"
 
 
@@ -49,6 +51,10 @@ class TranscribeCommand:
     att_context_size: list[int] | None = field(default=None, metadata={"help": _ATT_CONTEXT_HELP})
     long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={"help": _LONG_AUDIO_HELP})
     long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={"help": _LONG_CONTEXT_HELP})
+    vad: bool = field(default=False, metadata={"help": _VAD_HELP})
+    vad_model: str | None = field(default=None, metadata={"help": "VAD model name or file for --vad; unset: bundled"})
+    max_segment_s: float = field(default=20.0, metadata={"help": "with --vad: longest segment, cut at a pause"})
+    vad_pad_s: float = field(default=0.1, metadata={"help": "with --vad: seconds kept before and after each segment"})
 
 
 @dataclass
@@ -76,7 +82,9 @@ def _options(opts: TranscribeCommand | EvalASRCommand, timestamps: bool) -> Tran
     return TranscribeOptions(max_symbols=opts.max_symbols, timestamps=timestamps, num_threads=opts.threads,
                              cuda_graphs=opts.cuda_graphs, att_context_size=context,  # type: ignore[arg-type]
                              long_audio_s=opts.long_audio_s if opts.long_audio_s > 0 else None,
-                             long_audio_context=tuple(opts.long_audio_context))  # type: ignore[arg-type]
+                             long_audio_context=tuple(opts.long_audio_context),  # type: ignore[arg-type]
+                             vad=opts.vad, vad_model=opts.vad_model, max_segment_s=opts.max_segment_s,
+                             vad_pad_s=opts.vad_pad_s)
 
 
 def transcribe_command(opts: TranscribeCommand) -> TranscribeOutput:
@@ -114,6 +122,10 @@ class EvalASRCommand:
     att_context_size: list[int] | None = field(default=None, metadata={"help": _ATT_CONTEXT_HELP})
     long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={"help": _LONG_AUDIO_HELP})
     long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={"help": _LONG_CONTEXT_HELP})
+    vad: bool = field(default=False, metadata={"help": _VAD_HELP})
+    vad_model: str | None = field(default=None, metadata={"help": "VAD model name or file for --vad; unset: bundled"})
+    max_segment_s: float = field(default=20.0, metadata={"help": "with --vad: longest segment, cut at a pause"})
+    vad_pad_s: float = field(default=0.1, metadata={"help": "with --vad: seconds kept before and after each segment"})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:

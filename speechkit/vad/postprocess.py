@@ -30,7 +30,7 @@ import numpy as np
 from speechkit.metrics.detection import DetectionCounts, detection_counts
 
 __all__ = ["PostProcessingOptions", "Segment", "StreamingSegmenter", "TuningResult", "binarize", "filter_segments",
-           "segments_to_frames", "speech_segments", "tune_thresholds"]
+           "segments_to_frames", "speech_segments", "split_long_segments", "tune_thresholds"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,33 @@ def speech_segments(probs: Sequence[float] | np.ndarray, opts: PostProcessingOpt
     opts = opts or PostProcessingOptions()
     p = np.asarray(probs, dtype=np.float64)
     return filter_segments(binarize(p, opts), opts, p.shape[0] * opts.frame_shift)
+
+
+def split_long_segments(segments: Sequence[Segment], probs: Sequence[float] | np.ndarray, frame_shift: float,
+                        max_duration: float) -> list[Segment]:
+    """Cut every segment longer than ``max_duration`` seconds into pieces no longer than that.
+
+    Each cut goes at the least speech-like frame (lowest probability in ``probs``, one per ``frame_shift``
+    seconds) of the second half of the piece's allowed length, so that it falls in a pause when there is one,
+    and no piece is shorter than half of ``max_duration`` except the last.
+    """
+    if not max_duration > 0:
+        raise ValueError(f"max_duration={max_duration}: must be > 0")
+    p = np.asarray(probs, dtype=np.float64)
+    out: list[Segment] = []
+    for seg in segments:
+        start = seg.start
+        while seg.end - start > max_duration:
+            lo = int(round((start + max_duration / 2) / frame_shift))
+            hi = max(lo + 1, int((start + max_duration) / frame_shift))
+            window = p[lo:hi]
+            # Cut at the start of the quietest frame; without frames (past the probabilities), at the limit.
+            cut = (lo + int(np.argmin(window))) * frame_shift if window.size else start + max_duration
+            cut = min(max(cut, start + frame_shift), start + max_duration)
+            out.append(Segment(start, cut))
+            start = cut
+        out.append(Segment(start, seg.end))
+    return out
 
 
 def segments_to_frames(segments: Iterable[Segment], num_frames: int, frame_shift: float) -> np.ndarray:

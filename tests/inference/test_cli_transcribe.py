@@ -157,6 +157,24 @@ def test_attention_context_flags(tiny_model, tiny_audio, capsys):
     assert "long_audio_context" in capsys.readouterr().err
 
 
+def test_transcribe_vad_flag(tiny_model, tiny_audio, tmp_path, capsys):
+    import numpy as np
+
+    from speechkit.asr import TranscribeOptions
+    from speechkit.audio.io import load_audio
+
+    floor = (1e-3 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    x = np.concatenate([floor, load_audio(tiny_audio[0], sample_rate=16000), floor])
+    f = tmp_path / "padded.wav"
+    sf.write(f, x, 16000)
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), "--vad", "--json", str(f)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = load_model(tiny_model.path).transcribe(str(f), options=TranscribeOptions(vad=True))[0]
+    assert got == want.to_dict() and got["segments"]
+    assert cli.main(["transcribe", "--model", str(tiny_model.path), "--vad", "--max-segment-s", "0.2", str(f)]) == 2
+    assert "max_segment_s" in capsys.readouterr().err
+
+
 def test_eval_asr_without_model_uses_the_bundled_default(capsys):
     # Like transcribe: no --model means the bundled English model, here scored on its own bundled clips.
     clips = Path(default_model("asr").path).parent / "clips" / "clips.json"

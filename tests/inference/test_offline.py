@@ -179,6 +179,54 @@ def test_attention_context_option_errors(kwargs, match):
         TranscribeOptions(**kwargs)
 
 
+def _floor(seconds: float, seed: int) -> np.ndarray:
+    return (1e-3 * np.random.default_rng(seed).standard_normal(int(seconds * 16000))).astype(np.float32)
+
+
+def test_vad_cuts_at_pauses_and_joins_the_pieces(model, tiny_audio):
+    a, b = (load_audio(f, sample_rate=16000) for f in tiny_audio[:2])
+    x = np.concatenate([_floor(1.0, 0), a, _floor(1.5, 1), b, _floor(1.0, 2)])
+    tight = TranscribeOptions(vad=True, vad_pad_s=0.0)
+    t = model.transcribe(x, sample_rate=16000, options=tight)[0]
+    # The VAD finds the two utterances (nothing else), inside them (the files have some silence of their own).
+    assert len(t.segments) == 2
+    (s0, e0), (s1, e1) = t.segments
+    end_a, start_b = 1.0 + len(a) / 16000, 2.5 + len(a) / 16000
+    assert 0.7 < s0 < e0 < end_a + 0.3 and start_b - 0.3 < s1 < e1 < start_b + len(b) / 16000 + 0.3
+    # The result is the pieces' transcripts joined, with times in the input's frame.
+    parts = model.transcribe([x[round(s * 16000): round(e * 16000)] for s, e in t.segments], sample_rate=16000)
+    assert t.token_ids == parts[0].token_ids + parts[1].token_ids
+    assert t.text == " ".join(p.text for p in parts if p.text)
+    assert t.audio_seconds == pytest.approx(len(x) / 16000)
+    n0 = len(parts[0].tokens)
+    shifted = [v + t.segments[k][0] for k in (0, 1) for s in parts[k].timestamps for v in (s.start, s.end)]
+    assert [v for s in t.timestamps for v in (s.start, s.end)] == pytest.approx(shifted)
+    assert [(w.word, w.first_token, w.last_token) for w in t.words] == (
+        [(w.word, w.first_token, w.last_token) for w in parts[0].words]
+        + [(w.word, w.first_token + n0, w.last_token + n0) for w in parts[1].words])
+    assert all("".join(t.tokens[w.first_token: w.last_token + 1]).lstrip("\u2581") == w.word for w in t.words)
+    _check_timestamps(t)
+    assert t.to_dict()["segments"] == [[round(s, 3), round(e, 3)] for s, e in t.segments]
+    assert "segments" not in model.transcribe(x, sample_rate=16000)[0].to_dict()
+    # Several inputs: each is cut on its own; batching the pieces changes nothing; silence gives an empty result.
+    quiet = _floor(2.0, 3)
+    many = model.transcribe([quiet, x, a], sample_rate=16000, batch_size=1, options=tight)
+    assert many[1] == t and many[0].text == "" and many[0].segments == [] and many[0].audio_seconds == 2.0
+    assert model.transcribe([quiet, x, a], sample_rate=16000, batch_size=8, options=tight) == many
+    # The default keeps 0.1 s on each side of every segment (short blips padded that much can join them).
+    padded = model.transcribe(x, sample_rate=16000, options=TranscribeOptions(vad=True))[0].segments
+    for s, e in t.segments:
+        assert any(ps <= s - 0.1 + 1e-6 and pe >= e + 0.1 - 1e-6 for ps, pe in padded)
+    assert sum(pe - ps for ps, pe in padded) >= sum(e - s for s, e in t.segments) + 0.4 - 1e-6
+    # A low max_segment_s cuts the utterances further; no piece is longer.
+    short = model.transcribe(x, sample_rate=16000, options=TranscribeOptions(vad=True, max_segment_s=1.0))[0]
+    assert len(short.segments) > 2 and all(e - s <= 1.0 + 1e-6 for s, e in short.segments)
+    with pytest.raises(ValueError, match="max_segment_s"):
+        TranscribeOptions(vad=True, max_segment_s=0.5)
+    with pytest.raises(ValueError, match="vad_pad_s"):
+        TranscribeOptions(vad=True, vad_pad_s=-0.1)
+
+
 def test_very_short_audio_is_not_an_error(model):
     t = model.transcribe(np.zeros(100, np.float32), sample_rate=16000)[0]
     assert t.audio_seconds == pytest.approx(100 / 16000)

@@ -98,3 +98,25 @@ def test_tune_thresholds_finds_the_separating_onset() -> None:
     padded = tune_thresholds(probs, labels, dataclasses.replace(base, pad_onset=0.2, pad_offset=0.2),
                              pads=(0.0, 0.1, 0.2))
     assert padded.options.pad_onset == 0.0 and padded.counts.detection_error_rate == 0.0
+
+
+def test_split_long_segments_cuts_at_the_quietest_frame() -> None:
+    from speechkit.vad.postprocess import split_long_segments
+
+    probs = np.full(1000, 0.9)  # 20 s of speech at 20 ms frames
+    probs[[300, 620, 700]] = [0.1, 0.05, 0.2]  # pauses at 6.0 s, 12.4 s and 14.0 s
+    segs = split_long_segments([Segment(0.0, 20.0), Segment(21.0, 23.0)], probs, 0.02, max_duration=8.0)
+    # The first cut is in [4 s, 8 s] at the quietest frame (6.0 s), the next in [10 s, 14 s] (12.4 s); short
+    # segments pass through; the pieces tile each segment.
+    assert [round(s.start, 2) for s in segs] == [0.0, 6.0, 12.4, 21.0]
+    assert [round(s.end, 2) for s in segs] == [6.0, 12.4, 20.0, 23.0]
+    # Without a pause, a segment is cut into pieces no longer than the limit, none shorter than half of it but the
+    # last; past the probabilities' end it cuts at the limit.
+    flat = split_long_segments([Segment(0.0, 30.0)], np.full(1500, 0.9), 0.02, max_duration=8.0)
+    assert all(s.duration <= 8.0 + 1e-9 for s in flat) and all(s.duration >= 4.0 for s in flat[:-1])
+    assert flat[0].start == 0.0 and flat[-1].end == 30.0
+    assert all(a.end == b.start for a, b in zip(flat, flat[1:], strict=False))
+    beyond = split_long_segments([Segment(0.0, 10.0)], np.zeros(0), 0.02, max_duration=4.0)
+    assert [(s.start, s.end) for s in beyond] == [(0.0, 4.0), (4.0, 8.0), (8.0, 10.0)]
+    with pytest.raises(ValueError, match="max_duration"):
+        split_long_segments([], probs, 0.02, max_duration=0.0)
