@@ -239,7 +239,10 @@ def build_parser(cmd: Command, enforce_required: bool = True) -> tuple[argparse.
         prog=f"speechkit {cmd.name}", description=cmd.help, epilog=cmd.epilog or None,
     )
     hints = typing.get_type_hints(schema)
-    for f in dataclasses.fields(schema):
+    # The command's own fields first, then those of a shared base (e.g. decoding flags), so --help leads with what
+    # is particular to the command.
+    own = schema.__dict__.get("__annotations__", {})
+    for f in sorted(dataclasses.fields(schema), key=lambda f: f.name not in own):
         if f.metadata.get("cli", True):
             _add_field(parser, f, hints[f.name], f.name in cmd.positional, enforce_required)
     parser.add_argument("--config", dest="_config", metavar="FILE.yaml", default=None,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from speechkit.inference.evaluate import ASREvalReport
     from speechkit.inference.offline import TranscribeOptions, Transcript
 
-__all__ = ["EvalASRCommand", "TranscribeCommand", "TranscribeOutput", "eval_asr_command", "transcribe_command"]
+__all__ = ["DecodingFlags", "EvalASRCommand", "TranscribeCommand", "TranscribeOutput", "eval_asr_command", "transcribe_command"]
 
 # TranscribeOptions.long_audio_s's default, written out because this module must not import torch (a test checks
 # that the two agree).
@@ -34,15 +34,12 @@ _VAD_HELP = ("cut each input at the speech a VAD finds, transcribe the pieces an
 _MODEL_HELP = "bundled model name (speechkit/assets/models.json) or a model file exported by a recipe"
 
 
-@dataclass
-class TranscribeCommand:
-    """Options of ``speechkit transcribe``."""
+@dataclass(kw_only=True)
+class DecodingFlags:
+    """The decoding options ``speechkit transcribe`` and ``speechkit eval-asr`` share (``--help`` lists them after
+    the command's own flags); :func:`_options` turns them into :class:`~speechkit.inference.offline.TranscribeOptions`.
+    """
 
-    files: list[str] = field(metadata={"help": "audio files (any format soundfile, ffmpeg or sox reads)"})
-    model: str | None = field(default=None, metadata={"help": _MODEL_HELP + "; unset: the bundled default"})
-    json: bool = field(default=False, metadata={
-        "help": "print one JSON object per file: audio, text, tokens, token timestamps, words"})
-    batch_size: int = field(default=16, metadata={"help": "files decoded together"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
     max_symbols: int = field(default=10, metadata={"help": "most tokens one encoder frame may emit"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
@@ -58,6 +55,17 @@ class TranscribeCommand:
 
 
 @dataclass
+class TranscribeCommand(DecodingFlags):
+    """Options of ``speechkit transcribe``."""
+
+    files: list[str] = field(metadata={"help": "audio files (any format soundfile, ffmpeg or sox reads)"})
+    model: str | None = field(default=None, metadata={"help": _MODEL_HELP + "; unset: the bundled default"})
+    json: bool = field(default=False, metadata={
+        "help": "print one JSON object per file: audio, text, tokens, token timestamps, words"})
+    batch_size: int = field(default=16, metadata={"help": "files decoded together"})
+
+
+@dataclass
 class TranscribeOutput:
     """What ``speechkit transcribe`` prints: ``path<TAB>text`` lines, or JSON lines with ``as_json``."""
 
@@ -70,7 +78,7 @@ class TranscribeOutput:
         return "\n".join(f"{t.source}\t{t.text}" for t in self.transcripts)
 
 
-def _options(opts: TranscribeCommand | EvalASRCommand, timestamps: bool) -> TranscribeOptions:
+def _options(opts: DecodingFlags, timestamps: bool) -> TranscribeOptions:
     """The decoding options of either command (checked before the model is loaded)."""
     from speechkit.inference.offline import TranscribeOptions
 
@@ -103,7 +111,7 @@ def transcribe_command(opts: TranscribeCommand) -> TranscribeOutput:
 
 
 @dataclass
-class EvalASRCommand:
+class EvalASRCommand(DecodingFlags):
     """Options of ``speechkit eval-asr``."""
 
     manifest: str = field(metadata={"help": "NeMo JSON-lines manifest with audio_filepath, duration, text"})
@@ -112,20 +120,8 @@ class EvalASRCommand:
     limit: int | None = field(default=None, metadata={"help": "score only the first N lines of the manifest"})
     json_out: str | None = field(default=None, metadata={"help": "also write the numbers to this JSON file"})
     worst: int = field(default=5, metadata={"help": "how many of the worst utterances to show"})
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
-    max_symbols: int = field(default=10, metadata={"help": "most tokens one encoder frame may emit"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads; unset: torch's choice"})
-    cuda_graphs: bool = field(default=False, metadata={
-        "help": "with a CUDA --device: run the greedy decoder's loop as CUDA graphs (same output, faster)"})
     group_by: str | None = field(default=None, metadata={
         "help": "also print WER and CER per value of this manifest field (lang, speaker, engine ...)"})
-    att_context_size: list[int] | None = field(default=None, metadata={"help": _ATT_CONTEXT_HELP})
-    long_audio_s: float = field(default=_LONG_AUDIO_S, metadata={"help": _LONG_AUDIO_HELP})
-    long_audio_context: list[int] = field(default_factory=lambda: [128, 128], metadata={"help": _LONG_CONTEXT_HELP})
-    vad: bool = field(default=False, metadata={"help": _VAD_HELP})
-    vad_model: str | None = field(default=None, metadata={"help": "VAD model name or file for --vad; unset: bundled"})
-    max_segment_s: float = field(default=20.0, metadata={"help": "with --vad: longest segment, cut at a pause"})
-    vad_pad_s: float = field(default=0.1, metadata={"help": "with --vad: seconds kept before and after each segment"})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
