@@ -68,7 +68,7 @@ def _child(args: argparse.Namespace) -> None:
     if args.mode == "full":
         opts = TranscribeOptions(long_audio_s=None)
     elif args.mode == "vad":
-        opts = TranscribeOptions(vad=True)
+        opts = TranscribeOptions(vad=True, vad_pad_s=args.vad_pad_s)
     else:
         opts = TranscribeOptions(att_context_size=tuple(args.context))
     start = time.perf_counter()
@@ -87,26 +87,23 @@ def _utterances(manifest: Path, kind: str, speaker: str | None) -> tuple[list[tu
     from collections import Counter
 
     from speechkit.audio.io import load_audio
+    from speechkit.data.manifests import read_manifest
 
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    rows = list(read_manifest(manifest))
     if kind == "single":
         # The synthetic corpus marks added noise with a "noise" field and reverberation with "reverb": true.
-        clean = [r for r in rows if not r.get("noise") and not r.get("reverb")]
-        speakers = Counter(r.get("speaker") for r in clean)
+        clean = [r for r in rows if not r.extra.get("noise") and not r.extra.get("reverb")]
+        speakers = Counter(r.extra.get("speaker") for r in clean)
         if not speakers:
             raise SystemExit(f"{manifest}: no clean utterance")
         speaker = speaker if speaker is not None else speakers.most_common(1)[0][0]
         if speaker not in speakers:
             raise SystemExit(f"{manifest}: no clean utterance of speaker {speaker!r} (speakers: "
                              f"{', '.join(map(str, speakers))})")
-        rows = [r for r in clean if r.get("speaker") == speaker]
+        rows = [r for r in clean if r.extra.get("speaker") == speaker]
     else:
         speaker = "all speakers, in manifest order"
-    out = []
-    for row in rows:
-        path = Path(row["audio_filepath"])
-        path = path if path.is_absolute() else manifest.parent / path
-        out.append((load_audio(path, sample_rate=SR), row["text"]))
+    out = [(load_audio(r.audio_path(), sample_rate=SR), str(r.text)) for r in rows]
     return out, speaker
 
 
@@ -147,6 +144,7 @@ def main() -> None:
     p.add_argument("--full-max-minutes", type=float, default=10.0)
     p.add_argument("--context", type=int, nargs=2, default=[128, 128])
     p.add_argument("--gap", type=float, default=0.3)
+    p.add_argument("--vad-pad-s", type=float, default=0.1, help="TranscribeOptions.vad_pad_s of the vad mode")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="default: bench/results/long_audio_<input>.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -173,7 +171,7 @@ def main() -> None:
                 if mode == "full" and minutes > args.full_max_minutes:
                     continue
                 cmd = [sys.executable, __file__, "--child", str(wav), "--mode", mode, "--threads", str(args.threads),
-                       "--context", *map(str, args.context)] + (["--model", args.model] if args.model else [])
+                       "--context", *map(str, args.context), "--vad-pad-s", str(args.vad_pad_s)] + (["--model", args.model] if args.model else [])
                 res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
                 wer = _score(res.pop("words"), spans)
                 audio_s = audio.shape[0] / SR
@@ -189,7 +187,7 @@ def main() -> None:
         "machine": platform.platform(), "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
         "model": args.model or "bundled default", "input": args.input, "manifest": str(args.manifest), "speaker": speaker,
         "utterances_of_speaker": len(utts), "gap_s": args.gap,
-        "context": args.context, "threads": args.threads, "segmented_wer": segmented.rate,
+        "context": args.context, "vad_pad_s": args.vad_pad_s, "threads": args.threads, "segmented_wer": segmented.rate,
         "segmented_reference_words": segmented.reference_length, "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

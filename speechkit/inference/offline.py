@@ -138,17 +138,18 @@ class TranscribeOptions:
         if min(self.long_audio_context) < 0:
             raise ValueError(f"TranscribeOptions.long_audio_context={self.long_audio_context}: both sides must be "
                              f"finite (>= 0) to bound memory")
-        if self.long_audio_s is not None and (isinstance(self.long_audio_s, bool)
-                                              or not isinstance(self.long_audio_s, (int, float))
-                                              or not self.long_audio_s > 0):
-            raise ValueError(f"TranscribeOptions.long_audio_s must be None or a positive number of seconds, "
-                             f"got {self.long_audio_s!r}")
-        if isinstance(self.max_segment_s, bool) or not isinstance(self.max_segment_s, (int, float)) \
-                or not self.max_segment_s >= 1.0:
-            raise ValueError(f"TranscribeOptions.max_segment_s must be a number of seconds >= 1, "
-                             f"got {self.max_segment_s!r}")
-        if isinstance(self.vad_pad_s, bool) or not isinstance(self.vad_pad_s, (int, float)) or not self.vad_pad_s >= 0:
-            raise ValueError(f"TranscribeOptions.vad_pad_s must be a number of seconds >= 0, got {self.vad_pad_s!r}")
+        if self.long_audio_s is not None:
+            _check_seconds("long_audio_s", self.long_audio_s, 0.0, strict=True)
+        _check_seconds("max_segment_s", self.max_segment_s, 1.0)
+        _check_seconds("vad_pad_s", self.vad_pad_s, 0.0)
+
+
+def _check_seconds(name: str, value: Any, minimum: float, strict: bool = False) -> None:
+    """A ValueError naming the field unless ``value`` is a number of seconds ``>= minimum`` (``> minimum``)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and (value > minimum if strict else value >= minimum)):
+        raise ValueError(f"TranscribeOptions.{name} must be a number of seconds {'>' if strict else '>='} "
+                         f"{minimum:g}, got {value!r}")
 
 
 def _context_pair(name: str, value: Any) -> tuple[int, int]:

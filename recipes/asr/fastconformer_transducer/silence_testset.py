@@ -11,7 +11,7 @@ utterance has ``--seconds`` of silence on each side: digital zeros (``--kind zer
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +20,30 @@ import soundfile as sf
 
 def write_padded(manifest: Path, kind: str, seconds: float) -> Path:
     """Write the padded copy of ``manifest``; returns the new manifest's path."""
+    from speechkit.data.manifests import ManifestError, read_manifest, write_manifest
+
     out_dir = manifest.parent / "audio" / f"test_pad_{kind}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = manifest.parent / f"{manifest.stem}_pad_{kind}.json"
     rng = np.random.default_rng(0)
-    with out.open("w") as f:
-        for n, line in enumerate(manifest.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                audio = Path(row["audio_filepath"])
-            except (json.JSONDecodeError, KeyError) as err:
-                raise SystemExit(f"{manifest}:{n}: not a manifest line with audio_filepath ({err})") from None
-            x, sr = sf.read(audio if audio.is_absolute() else manifest.parent / audio, dtype="float32")
+    padded = []
+    try:
+        for entry in read_manifest(manifest):
+            x, sr = sf.read(entry.audio_path(), dtype="float32")
             if x.ndim != 1:
-                raise SystemExit(f"{manifest}:{n}: {audio} is not mono")
+                raise SystemExit(f"{manifest}:{entry.line}: {entry.audio_filepath} is not mono")
             pad = int(seconds * sr)
             before, after = ((np.zeros(pad, np.float32), np.zeros(pad, np.float32)) if kind == "zero" else
                              ((1e-3 * rng.standard_normal(pad)).astype(np.float32),
                               (1e-3 * rng.standard_normal(pad)).astype(np.float32)))
-            name = out_dir / audio.name
+            name = out_dir / entry.audio_path().name
             sf.write(name, np.concatenate([before, x, after]), sr)
-            row["audio_filepath"] = str(name.relative_to(manifest.parent))
-            row["duration"] = round(float(row["duration"]) + 2 * pad / sr, 3)
-            f.write(json.dumps(row) + "\n")
+            # An absolute path and no source manifest: write_manifest makes it relative to the new manifest.
+            padded.append(replace(entry, audio_filepath=str(name.resolve()), manifest=None,
+                                  duration=round(entry.duration + 2 * pad / sr, 3)))
+    except ManifestError as err:
+        raise SystemExit(str(err)) from None
+    out = manifest.parent / f"{manifest.stem}_pad_{kind}.json"
+    write_manifest(out, padded)
     return out
 
 
