@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +63,30 @@ __all__ = [
     "SpecAugmentConfig",
     "TransducerASR",
     "TransducerLossConfig",
+    "native_bfloat16",
 ]
 
 MODEL_TYPES = ("rnnt", "tdt", "multiblank")
 ModelType = Literal["rnnt", "tdt", "multiblank"]
 _REDUCTIONS = ("mean_volume", "mean", "sum")
+_JOINT_DTYPES = ("float32", "bfloat16", "auto")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA GPU that supports bfloat16, or a CPU with
+    AVX512-BF16 or AMX-BF16 (Linux, from /proc/cpuinfo). Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and _cpu_has_bfloat16()
+
+
+@functools.cache
+def _cpu_has_bfloat16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 class ASRConfigError(ValueError):
@@ -141,6 +161,11 @@ class TransducerLossConfig:
             joint + loss is recomputed in the backward pass (activation checkpointing), so memory holds one
             sub-batch's ``(b, T', U+1, joint_hidden)`` tensors at a time, at the price of a second joint forward.
         backend: loss implementation (``"auto"``: Numba on CPU, Numba CUDA on GPU; ``"torch"``: the reference).
+        joint_dtype: precision of the training joint: ``"float32"``; ``"bfloat16"`` (its ``(b, T', U+1, hidden)``
+            activation and output projection in bfloat16; the loss still gets float32 logits); ``"auto"``:
+            bfloat16 where the device has native bfloat16 arithmetic (:func:`native_bfloat16`), else float32. Why:
+            the joint is the largest tensor of a step; on a CPU with AVX512-BF16 its output projection runs about
+            4x faster in bfloat16 and the recipe's training step about 10 % faster. Decoding is unaffected.
     """
 
     sigma: float = 0.02
@@ -151,6 +176,7 @@ class TransducerLossConfig:
     fused_batch_size: int = 0
     fused_recompute: bool = True
     backend: str = "auto"
+    joint_dtype: str = "float32"
 
 
 @dataclass
@@ -237,6 +263,9 @@ class ASRModelConfig:
         if self.loss.reduction not in _REDUCTIONS:
             raise ASRConfigError(f"ASRModelConfig.loss.reduction={self.loss.reduction!r}: choose one of "
                                  f"{', '.join(_REDUCTIONS)}")
+        if self.loss.joint_dtype not in _JOINT_DTYPES:
+            raise ASRConfigError(f"ASRModelConfig.loss.joint_dtype={self.loss.joint_dtype!r}: choose one of "
+                                 f"{', '.join(_JOINT_DTYPES)}")
         if self.loss.fused_batch_size < 0:
             raise ASRConfigError(f"ASRModelConfig.loss.fused_batch_size={self.loss.fused_batch_size}: must be >= 0")
         if not 0.0 <= self.loss.omega <= 1.0:
@@ -514,13 +543,23 @@ class TransducerASR(nn.Module):
             total = total + cost.float()
         return total
 
+    def _joint_in_bfloat16(self, device: torch.device) -> bool:
+        dtype = self.loss_config.joint_dtype
+        return dtype == "bfloat16" or (dtype == "auto" and native_bfloat16(device))
+
     def _sub_batch_cost(self, enc: Tensor, g: Tensor, targets: Tensor, enc_lens: Tensor, target_lens: Tensor,
                         use_rnnt: bool) -> Tensor:
         """Summed transducer cost of one sub-batch: enc ``(b, t, D)``, g ``(b, u+1, H)``, targets ``(b, u)``."""
         from speechkit.losses import multiblank_rnnt_loss, rnnt_loss, tdt_loss
 
         cfg, layout = self.loss_config, self.layout
-        logits = self.joint(enc, g)  # (b, t, u+1, K)
+        if self._joint_in_bfloat16(enc.device):
+            # Autocast, not a cast of the weights: the parameters and their gradients stay float32.
+            with torch.autocast(device_type=enc.device.type, dtype=torch.bfloat16):
+                logits = self.joint(enc, g)
+            logits = logits.float()  # the losses normalise in float32
+        else:
+            logits = self.joint(enc, g)  # (b, t, u+1, K)
         common = {"reduction": "sum", "clamp": cfg.clamp, "fastemit_lambda": cfg.fastemit_lambda,
                   "backend": cfg.backend}
         if layout.kind == "tdt":

@@ -8,7 +8,7 @@ import torch
 from speechkit.config import load_config, to_yaml
 from speechkit.decoding import GreedyOptions
 from speechkit.losses import rnnt_loss
-from speechkit.modules.asr import ASRConfigError, ASRModelConfig, TransducerASR
+from speechkit.modules.asr import ASRConfigError, ASRModelConfig, TransducerASR, native_bfloat16
 from speechkit.modules.fastconformer import FastConformerConfig
 
 V = 20
@@ -164,6 +164,7 @@ def test_config_yaml_round_trip() -> None:
         ({"ctc_weight": 1.0}, "ctc_weight"),
         ({"pred_hidden": 0}, "pred_hidden"),
         ({"spec_augment": {"freq_warp": 0.5}}, "spec_augment.freq_warp"),
+        ({"loss": {"joint_dtype": "float16"}}, "loss.joint_dtype"),
     ],
 )
 def test_config_errors_name_the_field(change: dict, message: str) -> None:
@@ -199,3 +200,37 @@ def test_feature_and_encoder_widths_must_agree() -> None:
     cfg.features.n_mels = 64
     with pytest.raises(ASRConfigError, match="feat_in"):
         TransducerASR.from_config(cfg)
+
+
+@pytest.mark.parametrize("model_type", ["rnnt", "tdt", "multiblank"])
+def test_bfloat16_joint_gives_the_float32_loss_and_gradients(model_type: str) -> None:
+    """joint_dtype=bfloat16 changes the arithmetic of the joint, not the model: the loss and every gradient agree
+    with float32 to bfloat16's precision, and the parameters stay float32."""
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        model = build(tiny_config(model_type, ctc_weight=0.3, joint_dtype=dtype, omega=0.0))
+        out = model(*batch())
+        out.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).double()
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        results[dtype] = (float(out.transducer_loss), grads)
+    (loss32, grad32), (loss16, grad16) = results["float32"], results["bfloat16"]
+    assert loss16 != loss32  # the joint really ran in bfloat16
+    assert abs(loss16 - loss32) < 1e-2 * loss32
+    assert float(torch.nn.functional.cosine_similarity(grad32, grad16, dim=0)) > 0.999
+    assert abs(float(grad16.norm() / grad32.norm()) - 1.0) < 1e-2
+
+
+def test_auto_joint_dtype_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import speechkit.modules.asr as asr
+
+    model = build(tiny_config("tdt", joint_dtype="auto", omega=0.0))
+    losses = {}
+    for native in (False, True):
+        monkeypatch.setattr(asr, "_cpu_has_bfloat16", lambda native=native: native)
+        assert native_bfloat16(torch.device("cpu")) is native
+        losses[native] = float(model(*batch()).transducer_loss)
+    model.loss_config.joint_dtype = "float32"
+    assert losses[False] == float(model(*batch()).transducer_loss)
+    model.loss_config.joint_dtype = "bfloat16"
+    assert losses[True] == float(model(*batch()).transducer_loss)

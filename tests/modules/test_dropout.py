@@ -54,3 +54,27 @@ def test_seeded_and_a_drop_in_for_nn_dropout():
     torch.manual_seed(3)
     ref = F.dropout(x, 0.25, True)
     assert abs(float(a.mean()) - 1.0) < 0.02 and abs(float(ref.mean()) - 1.0) < 0.02
+
+
+def test_the_four_16_bit_lanes_of_a_draw_are_independent():
+    """One 64-bit draw feeds four neighbouring elements: each lane drops with probability p, and lanes are uncorrelated."""
+    torch.manual_seed(4)
+    p, n = 0.3, 400_000
+    dropped = (dropout(torch.ones(n), p) == 0).float().view(-1, 4)  # column k: lane k of each draw
+    tol = 5 * (p * (1 - p) / (n // 4)) ** 0.5
+    for k in range(4):
+        assert abs(float(dropped[:, k].mean()) - p) < tol
+    centred = dropped - dropped.mean(dim=0)
+    corr = (centred.T @ centred) / (n // 4) / (p * (1 - p))
+    off_diagonal = corr - torch.diag(torch.diagonal(corr))
+    assert float(off_diagonal.abs().max()) < 5 / (n // 4) ** 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_any_shape_and_dtype(dtype):
+    """Sizes that are not a multiple of four and low-precision inputs keep their shape and dtype."""
+    torch.manual_seed(5)
+    x = torch.ones(3, 5, 7, dtype=dtype)
+    y = dropout(x, 0.5)
+    assert y.shape == x.shape and y.dtype == dtype
+    assert set(y.unique().tolist()) <= {0.0, 2.0}

@@ -167,3 +167,19 @@ def test_init_from_warm_starts_the_streaming_config(tmp_path: Path, capsys: pyte
     train_tokenizer_from_manifests([TINY / "train.json"], tmp_path / "tok40", TokenizerTrainConfig(vocab_size=40))
     with pytest.raises(ConfigError, match="init_from=.*tokenizer differs.*init_exclude"):
         streaming("other_tokenizer", f"data.tokenizer.dir={tmp_path / 'tok40'}")
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (RECIPE / "conf").glob("*.yaml")))
+def test_every_shipped_config_parses_and_validates(config: str) -> None:
+    """A typo in a shipped YAML (unknown key, bad value) fails here, not hours into someone's run."""
+    from speechkit.data.datasets import AugmentConfig
+    from speechkit.models.recipe import parse_recipe_args
+    from speechkit.modules.asr import TransducerASR
+
+    recipe = load_recipe()
+    cfg = parse_recipe_args(recipe.TrainConfig, ["--config", str(RECIPE / "conf" / config)], "")
+    cfg.model.vocab_size = cfg.data.tokenizer.vocab_size
+    TransducerASR.from_config(cfg.model)  # validates the model config
+    assert isinstance(cfg.data.augment, AugmentConfig)
+    cfg.data.augment.validate()
+    assert cfg.trainer.max_steps > 0 and cfg.exp_dir
