@@ -13,10 +13,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,12 +126,21 @@ def resample(samples: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -
     if orig_sample_rate == new_sample_rate:
         return samples.astype(np.float32, copy=False)
     import torch
-    import torchaudio.functional as AF
 
     x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    y = AF.resample(x.T if x.ndim == 2 else x, orig_sample_rate, new_sample_rate)
+    with torch.no_grad():
+        y = _resampler(int(orig_sample_rate), int(new_sample_rate))(x.T if x.ndim == 2 else x)
     y = y.T if x.ndim == 2 else y
     return y.numpy().astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _resampler(orig_sample_rate: int, new_sample_rate: int) -> Callable[[Any], Any]:
+    """torchaudio's sinc resampler with its kernel computed once per rate pair (speed perturbation resamples every
+    training utterance with one of a few factors; building the kernel was a fifth of each call)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(orig_sample_rate, new_sample_rate)
 
 
 def load_audio(

@@ -125,16 +125,33 @@ def test_mix_noise_errors_name_the_problem() -> None:
 
 
 @pytest.mark.parametrize(("kind", "exponent"), [("white", 0.0), ("pink", -1.0), ("brown", -2.0), ("blue", 1.0)])
-def test_colored_noise_spectral_slope(kind: str, exponent: float) -> None:
+@pytest.mark.parametrize("length", [2**16, 65537])  # 65537 is prime: shaped over a longer fast length, then cropped
+def test_colored_noise_spectral_slope(kind: str, exponent: float, length: int) -> None:
     from scipy.signal import welch
 
-    x = colored_noise(kind, 2**16, np.random.default_rng(0))
-    assert x.shape == (2**16,) and x.dtype == np.float32
+    x = colored_noise(kind, length, np.random.default_rng(0))
+    assert x.shape == (length,) and x.dtype == np.float32
+    assert abs(float(x.astype(np.float64).mean())) < 1e-6
     assert abs(np.sqrt(np.mean(x.astype(np.float64) ** 2)) - 1.0) < 1e-5
     f, psd = welch(x, fs=SR, nperseg=4096)
     band = (f > 100) & (f < 6000)
     slope = np.polyfit(np.log(f[band]), np.log(psd[band]), 1)[0]
     assert abs(slope - exponent) < 0.15
+
+
+def test_fast_fft_length_is_the_smallest_5_smooth_length() -> None:
+    from speechkit.audio.augment import _fast_fft_length
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in range(1, 3000):
+        m = _fast_fft_length(n)
+        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m)), n
+    assert _fast_fft_length(48011) == 48600
 
 
 def test_colored_noise_determinism_and_errors() -> None:

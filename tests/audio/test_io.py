@@ -68,6 +68,21 @@ def test_resample_22050_to_16000(tmp_path: Path) -> None:
     assert two.shape[1] == 2 and abs(two.shape[0] - n * SR / 22_050) <= 1 and np.abs(two[:, 1]).max() < 1e-6
 
 
+def test_resample_is_torchaudio_sinc_resampling_with_a_cached_kernel() -> None:
+    import torch
+    import torchaudio.functional as AF
+
+    from speechkit.audio.io import _resampler, resample
+
+    x = np.random.default_rng(0).standard_normal(48_011).astype(np.float32)
+    for orig, new in ((16_000, 14_400), (16_000, 17_600), (22_050, 16_000)):
+        expected = AF.resample(torch.from_numpy(x), orig, new).numpy()
+        np.testing.assert_allclose(resample(x, orig, new), expected, atol=1e-4)
+        short = AF.resample(torch.from_numpy(x[:1000]), orig, new).numpy()  # another length, the same kernel
+        np.testing.assert_allclose(resample(x[:1000], orig, new), short, atol=1e-4)
+    assert _resampler(16_000, 14_400) is _resampler(16_000, 14_400)
+
+
 def test_offset_and_duration(tmp_path: Path) -> None:
     ramp = (np.arange(SR, dtype=np.float32) / SR) - 0.5
     sf.write(tmp_path / "ramp.wav", ramp, SR, subtype="FLOAT")
