@@ -5,7 +5,10 @@ does for ``--config`` (augmentation included), draws ``--batches`` training batc
 ``data_ms`` column; the recipe loads them in a worker process beside the step), then times the train step on them:
 forward with both losses, backward, gradient clipping at 1.0 and the optimizer step, the work Lightning wraps for
 each step. The first two steps are warm-up; ``--rounds`` passes over the remaining batches are timed. With
-``--profile`` it also prints the operators that took the most time in one pass (torch.profiler).
+``--profile`` it also prints the operators that took the most time in one pass (torch.profiler). With
+``--loop-steps N`` it also times N steps the way the recipe runs them, each batch drawn from a loader with
+``--loop-workers`` worker processes while the previous step computes (``loop_ms``): on 2 cores the loader's work
+slows the step it runs beside.
 
 To compare two commits, run this file with the other commit's package first on the path (the same batches come
 from the same seed)::
@@ -41,6 +44,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--loop-steps", type=int, default=0,
+                        help="also time this many steps of the recipe's own loop: batches drawn while training from "
+                             "a loader with --loop-workers worker processes (0 = off)")
+    parser.add_argument("--loop-workers", type=int, default=1, help="the recipe's trainer.num_workers")
     parser.add_argument("overrides", nargs="*", help="recipe config overrides, key=value")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_step.json"))
     args = parser.parse_args()
@@ -88,14 +95,28 @@ def main() -> None:
             step(b)
         rounds.append((time.perf_counter() - t0) / len(timed) * 1e3)
     step_ms = statistics.median(rounds)
+    loop_ms = None
+    if args.loop_steps > 0:
+        # The wall time a step costs in training: on few cores the loader's worker competes with the step.
+        cfg.trainer.num_workers = args.loop_workers
+        live = iter(recipe.build_loader(cfg, cfg.data.train, tokenizer, train=True))
+        for _ in range(3):
+            step(next(live))
+        t0 = time.perf_counter()
+        for _ in range(args.loop_steps):
+            step(next(live))
+        loop_ms = (time.perf_counter() - t0) / args.loop_steps * 1e3
     audio_s = statistics.mean(float(b["audio_lens"].sum()) / cfg.model.features.sample_rate for b in timed)
     row = {"config": Path(args.config).name, "step_ms": step_ms, "rounds_ms": rounds, "data_ms": data_ms,
            "batch_utterances": statistics.mean(int(b["audio"].shape[0]) for b in timed),
            "batch_audio_s": audio_s, "audio_s_per_s": audio_s / (step_ms / 1e3),
+           "loop_ms": loop_ms, "loop_steps": args.loop_steps, "loop_workers": args.loop_workers,
            "params": sum(p.numel() for p in model.parameters()), "optimizer_fused": bool(
                optimizer.defaults.get("fused"))}
-    print(f"{'config':<14}{'step ms':>9}{'data ms':>9}{'utts':>6}{'audio s':>9}{'audio s/s':>10}  rounds ms")
-    print(f"{row['config']:<14}{step_ms:>9.1f}{data_ms:>9.1f}{row['batch_utterances']:>6.1f}{audio_s:>9.1f}"
+    loop = f"{loop_ms:>9.1f}" if loop_ms is not None else f"{'-':>9}"
+    print(f"{'config':<14}{'step ms':>9}{'data ms':>9}{'loop ms':>9}{'utts':>6}{'audio s':>9}{'audio s/s':>10}"
+          "  rounds ms")
+    print(f"{row['config']:<14}{step_ms:>9.1f}{data_ms:>9.1f}{loop}{row['batch_utterances']:>6.1f}{audio_s:>9.1f}"
           f"{row['audio_s_per_s']:>10.1f}  {', '.join(f'{r:.1f}' for r in rounds)}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
