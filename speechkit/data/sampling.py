@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from bisect import bisect_left
@@ -377,6 +378,15 @@ def build_sampler(cuts: CutSet, cfg: SamplerConfig, rank: int = 0, world_size: i
         ValueError: an inconsistent config (the message names the field).
     """
     cfg.validate()
+    if cfg.num_buckets > 1 and not cfg.bucket_duration_bins:
+        # Lhotse estimates the bins from the cuts and asserts there are at least num_buckets of them; a small dev
+        # or test manifest (or a smoke run's) gets as many buckets as it has cuts instead.
+        have = sum(1 for _ in itertools.islice(iter(cuts), cfg.num_buckets))
+        if have == 0:
+            raise ValueError("no cuts to batch: the manifests are empty (or every line was skipped)")
+        if have < cfg.num_buckets:
+            logger.info("%d cuts, fewer than num_buckets=%d: using %d bucket(s)", have, cfg.num_buckets, have)
+            cfg = SamplerConfig(**{**cfg.__dict__, "num_buckets": have})
     if cfg.num_buckets == 1 and not cfg.bucket_duration_bins:
         # One bucket = no bucketing: a single lower boundary above any duration keeps everything in bucket 0.
         cfg = SamplerConfig(**{**cfg.__dict__, "bucket_duration_bins": [float("inf")]})

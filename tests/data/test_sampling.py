@@ -182,3 +182,18 @@ def test_no_bucketing_with_one_bucket() -> None:
     cuts = make_cuts(50)
     (batches,), _ = epoch(cuts, SamplerConfig(max_duration=60.0, num_buckets=1, buffer_size=100), world_size=1)
     assert sorted(c.id for b in batches for c in b) == sorted(cuts.ids)
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_fewer_cuts_than_buckets(n: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A dev manifest of 4 utterances with num_buckets=10 gets 4 buckets (Lhotse would assert), and loses nothing."""
+    cuts = make_cuts(n)
+    with caplog.at_level(logging.INFO, logger="speechkit.data.sampling"):
+        (batches,), _ = epoch(cuts, SamplerConfig(max_duration=60.0, num_buckets=10, buffer_size=100), world_size=1)
+    assert sorted(c.id for b in batches for c in b) == sorted(cuts.ids)
+    assert f"{n} cuts, fewer than num_buckets=10" in caplog.text
+
+
+def test_no_cuts_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no cuts to batch"):
+        build_sampler(CutSet.from_cuts([]), SamplerConfig(num_buckets=10))
