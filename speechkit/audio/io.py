@@ -138,9 +138,12 @@ def resample(samples: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -
 def _resampler(orig_sample_rate: int, new_sample_rate: int) -> Callable[[Any], Any]:
     """torchaudio's sinc resampler with its kernel computed once per rate pair (speed perturbation resamples every
     training utterance with one of a few factors; building the kernel was a fifth of each call)."""
+    import torch
     import torchaudio.transforms as AT
 
-    return AT.Resample(orig_sample_rate, new_sample_rate)
+    # The kernel computed in float32, as torchaudio.functional.resample does for float32 audio (the transform's
+    # default is float64): the same samples as before the cache, and as StreamingResampler's.
+    return AT.Resample(orig_sample_rate, new_sample_rate, dtype=torch.float32)
 
 
 def load_audio(
