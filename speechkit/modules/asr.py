@@ -76,7 +76,8 @@ def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA GPU that supports bfloat16, or a CPU with
     AVX512-BF16 or AMX-BF16 (Linux, from /proc/cpuinfo). Elsewhere bfloat16 is emulated and slower than float32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Ampere and later; older GPUs only emulate it (PyTorch's default answer counts emulation).
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and _cpu_has_bfloat16()
 
 
