@@ -1,15 +1,15 @@
 """Dropout that is cheap on the CPU: a drop-in for ``nn.Dropout`` / ``F.dropout`` used by every speechkit network.
 
 On the CPU, PyTorch's dropout draws its mask with ``bernoulli_``, one 32-bit draw of its (single-threaded) generator
-per element, and then builds the output in several passes. In a training step of the recipe's FastConformer
-transducer on 2 CPU cores its ~45 dropout calls took about a fifth of the step, most of it in the joint's
-``(B, T, U + 1, H)`` activation. Here one full-range 64-bit draw gives four 16-bit uniform integers, each compared
-with a threshold: a quarter of the generator calls (a ``(6, 81, 71, 256)`` mask: 26 ms against 43 ms for a float
-uniform draw and 80 ms for ``F.dropout`` with its backward, 2 threads). The mask is ``{0, 1 / (1 - p)}``, the output
-one product, whose backward pass is one product too. Each element is kept with probability ``1 - p'`` and scaled by
-``1 / (1 - p)``, where ``p' = round(65536 p) / 65536`` is within ``2^-17`` of ``p``; the draws come from torch's
-default generator, so ``torch.manual_seed`` makes them repeatable. On other devices (CUDA's fused dropout is already
-fast) and outside training, it is ``F.dropout`` exactly.
+per element, and then builds the output in several passes. In a training step of the recipe's FastConformer transducer
+on 2 CPU cores its ~45 dropout calls took about a fifth of the step, most of it in the joint's ``(B, T, U + 1, H)``
+activation. Here one full-range 64-bit draw gives four 16-bit uniform integers, each compared with a threshold: a
+quarter of the generator calls (masking a ``(20, 27, 22, 256)`` activation: 6.8 ms against 9.5 ms with a float uniform
+mask and 20.4 ms with ``F.dropout``, 2 threads; ``bench/train_step.py --joint-check``). The mask is
+``{0, 1 / (1 - p)}``, the output one product, whose backward pass is one product too. Each element is kept with
+probability ``1 - p'`` and scaled by ``1 / (1 - p)``, where ``p' = round(65536 p) / 65536`` is within ``2^-17`` of
+``p``; the draws come from torch's default generator, so ``torch.manual_seed`` makes them repeatable. On other devices
+(CUDA's fused dropout is already fast) and outside training, it is ``F.dropout`` exactly.
 
 Example:
     >>> import torch
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Dropout", "dropout", "keep_mask"]
+__all__ = ["Dropout", "dropout"]
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -53,10 +53,10 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return F.dropout(x, p, True)
     if p == 1.0:
         return x * 0.0
-    return x * keep_mask(x, p)
+    return x * _keep_mask(x, p)
 
 
-def keep_mask(x: Tensor, p: float) -> Tensor:
+def _keep_mask(x: Tensor, p: float) -> Tensor:
     """The CPU dropout mask of ``x``'s shape and dtype: ``1 / (1 - p)`` where kept, 0 where dropped (module docstring).
 
     Args:

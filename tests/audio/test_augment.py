@@ -139,21 +139,6 @@ def test_colored_noise_spectral_slope(kind: str, exponent: float, length: int) -
     assert abs(slope - exponent) < 0.15
 
 
-def test_fast_fft_length_is_the_smallest_5_smooth_length() -> None:
-    from speechkit.audio.augment import _fast_fft_length
-
-    def smooth(m: int) -> bool:
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        return m == 1
-
-    for n in range(1, 3000):
-        m = _fast_fft_length(n)
-        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m)), n
-    assert _fast_fft_length(48011) == 48600
-
-
 def test_colored_noise_determinism_and_errors() -> None:
     a = colored_noise("pink", 1000, np.random.default_rng(3))
     b = colored_noise("pink", 1000, np.random.default_rng(3))
