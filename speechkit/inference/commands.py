@@ -122,6 +122,8 @@ class EvalASRCommand(DecodingFlags):
     worst: int = field(default=5, metadata={"help": "how many of the worst utterances to show"})
     group_by: str | None = field(default=None, metadata={
         "help": "also print WER and CER per value of this manifest field (lang, speaker, engine ...)"})
+    pred_manifest: str | None = field(default=None, metadata={
+        "help": "also write the scored lines as a NeMo manifest with each hypothesis under pred_text"})
 
 
 def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
@@ -132,7 +134,7 @@ def eval_asr_command(opts: EvalASRCommand) -> ASREvalReport:
     options = _options(opts, timestamps=False)
     model = load_model(opts.model, device=opts.device)
     report = evaluate_manifest(model, opts.manifest, batch_size=opts.batch_size, limit=opts.limit, options=options,
-                               worst=opts.worst, group_by=opts.group_by)
+                               worst=opts.worst, group_by=opts.group_by, predictions_out=opts.pred_manifest)
     if opts.json_out:
         write_report_json(report, opts.json_out)
     return report

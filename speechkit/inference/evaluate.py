@@ -20,6 +20,11 @@ batch's one-time costs are included.
 field on its own (``lang`` or any extra key: ``speaker``, ``engine``, ``voice_group`` ...), corpus-level within the
 group, so one run shows where the errors come from. Every scored line must have the field.
 
+**Predictions.** ``predictions_out`` (``speechkit eval-asr --pred-manifest``) writes the scored lines back as a NeMo
+manifest with each hypothesis under ``pred_text``, the field NeMo's ``transcribe_speech.py`` writes, so the
+predictions of one run can be diffed against another's or scored by other tools. Every key of the input line is kept;
+audio paths are rewritten to resolve from the new file's folder (:func:`speechkit.data.manifests.write_manifest`).
+
 Example:
     >>> from speechkit.asr import load_model
     >>> report = evaluate_manifest(load_model("exp/tdt/model.safetensors"), "data/synth_en/test.json")  # doctest: +SKIP
@@ -94,6 +99,7 @@ class ASREvalReport:
         worst: the utterances with the most word errors (most first).
         group_by: the manifest field the utterances were grouped by, or ``None``.
         groups: each value of that field -> its :class:`GroupScore` (sorted by value); empty without ``group_by``.
+        predictions: the manifest the hypotheses were written to, or ``None``.
     """
 
     model: str
@@ -109,6 +115,7 @@ class ASREvalReport:
     worst: list[UtteranceResult] = field(default_factory=list)
     group_by: str | None = None
     groups: dict[str, GroupScore] = field(default_factory=dict)
+    predictions: str | None = None
 
     @property
     def rtfx(self) -> float:
@@ -144,6 +151,7 @@ class ASREvalReport:
             "group_by": self.group_by,
             "groups": {k: {"utterances": g.utterances, "audio_seconds": g.audio_seconds, "wer": counts(g.wer),
                            "cer": counts(g.cer)} for k, g in self.groups.items()},
+            "predictions": self.predictions,
         }
 
     def __str__(self) -> str:
@@ -160,6 +168,8 @@ class ASREvalReport:
             f"{self.device})",
             f"RTFx:        {self.rtfx:.1f} (audio seconds / compute seconds)",
         ]
+        if self.predictions:
+            lines.append(f"predictions: {self.predictions} ({self.utterances} lines, hypothesis under pred_text)")
         if self.groups:
             width = max(len(k) for k in self.groups)
             lines.append(f"by {self.group_by}:")
@@ -184,6 +194,7 @@ def evaluate_manifest(
     options: TranscribeOptions | None = None,
     worst: int = 5,
     group_by: str | None = None,
+    predictions_out: str | Path | None = None,
 ) -> ASREvalReport:
     """Transcribe a manifest's utterances and score them against its ``text`` fields.
 
@@ -196,6 +207,8 @@ def evaluate_manifest(
         options: decoding options (timestamps are not needed and are switched off).
         worst: how many of the worst utterances to keep in the report.
         group_by: also score each value of this manifest field on its own (``lang`` or an extra key).
+        predictions_out: also write the scored lines, in manifest order, as a NeMo manifest with the model's text
+            under ``pred_text`` (an input ``pred_text`` is replaced: the file can be evaluated again).
 
     Returns:
         An :class:`ASREvalReport`.
@@ -233,6 +246,8 @@ def evaluate_manifest(
     seconds: list[float] = [0.0] * len(entries)
     load_seconds = compute_seconds = 0.0
     rate = model.sample_rate
+    if predictions_out is not None and Path(predictions_out).resolve() == Path(manifest).resolve():
+        raise ValueError(f"predictions_out is the manifest being evaluated ({manifest}): choose another file")
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
         t0 = time.perf_counter()
@@ -246,6 +261,8 @@ def evaluate_manifest(
         for i, w, t in zip(idx, waves, out, strict=True):
             hyps[i] = t.text
             seconds[i] = w.shape[0] / rate
+    if predictions_out is not None:
+        predictions_out = str(_write_predictions(entries, hyps, predictions_out))
     normalize = model.tokenizer.normalize
     refs = [normalize(e.text or "") for e in entries]
     hyps = [normalize(h) for h in hyps]
@@ -265,8 +282,23 @@ def evaluate_manifest(
         model=model.source or repr(model), manifest=str(manifest), wer=total, cer=char_error_rate(refs, hyps),
         utterances=len(entries), audio_seconds=sum(seconds), load_seconds=load_seconds,
         compute_seconds=compute_seconds, batch_size=batch_size, device=str(model.device), worst=bad[:worst],
-        group_by=group_by, groups=groups,
+        group_by=group_by, groups=groups, predictions=predictions_out,
     )
+
+
+def _write_predictions(entries: list[Any], hyps: list[str], path: str | Path) -> Path:
+    """The scored manifest lines plus ``pred_text`` (the decoded text, before scoring's normalisation)."""
+    from speechkit.data.manifests import write_manifest
+
+    lines = []
+    for entry, hyp in zip(entries, hyps, strict=True):
+        line = entry.to_json()
+        # Absolute, so that write_manifest can make it relative to the new file's folder.
+        line["audio_filepath"] = str(entry.audio_path())
+        line["pred_text"] = hyp
+        lines.append(line)
+    write_manifest(path, lines)
+    return Path(path)
 
 
 def write_report_json(report: ASREvalReport, path: str | Path) -> Path:

@@ -244,3 +244,33 @@ def test_evaluate_manifest_keeps_the_decoding_options(model, eval_manifest):
         del model.transcribe
     assert seen and all(o == TranscribeOptions(max_symbols=3, timestamps=False, num_threads=1, cuda_graphs=True)
                         for o in seen)
+
+
+def test_eval_asr_pred_manifest(tiny_model, model, tmp_path, capsys):
+    """--pred-manifest writes the scored lines back with pred_text; the file resolves from its own folder and
+    can be evaluated again (its pred_text is replaced, not duplicated)."""
+    source = TINY / "test.json"
+    out = tmp_path / "preds" / "test_pred.json"
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(source), "--limit", "3",
+                     "--pred-manifest", str(out)]) == 0
+    assert f"predictions: {out}" in capsys.readouterr().out
+    originals = [json.loads(line) for line in source.read_text().splitlines()[:3]]
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(written) == 3
+    audio = [(source.parent / o["audio_filepath"]).resolve() for o in originals]
+    expected = [t.text for t in model.transcribe([str(a) for a in audio])]
+    for o, w, a, hyp in zip(originals, written, audio, expected, strict=True):
+        assert w["pred_text"] == hyp
+        assert (out.parent / w["audio_filepath"]).resolve() == a
+        assert {k: v for k, v in w.items() if k not in ("audio_filepath", "pred_text")} == \
+            {k: v for k, v in o.items() if k != "audio_filepath"}
+    again = tmp_path / "again.json"
+    report = eval_asr_command(EvalASRCommand(str(out), str(tiny_model.path), pred_manifest=str(again)))
+    assert report.predictions == str(again) and report.to_dict()["predictions"] == str(again)
+    rewritten = [json.loads(line) for line in again.read_text().splitlines()]
+    assert [r.pop("pred_text") for r in rewritten] == expected
+    assert [(again.parent / r.pop("audio_filepath")).resolve() for r in rewritten] == audio
+    assert rewritten == [{k: v for k, v in w.items() if k not in ("audio_filepath", "pred_text")} for w in written]
+    # writing over the manifest being scored is refused, naming it
+    assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(out), "--pred-manifest", str(out)]) == 2
+    assert str(out) in capsys.readouterr().err
