@@ -58,11 +58,16 @@ class DecodingFlags:
 class TranscribeCommand(DecodingFlags):
     """Options of ``speechkit transcribe``."""
 
-    files: list[str] = field(metadata={"help": "audio files (any format soundfile, ffmpeg or sox reads)"})
+    files: list[str] = field(metadata={
+        "help": "audio files (any format soundfile, ffmpeg or sox reads), or NeMo manifests (.json, .jsonl): each "
+                "of their lines is transcribed (its offset and duration; no text needed)"})
     model: str | None = field(default=None, metadata={"help": _MODEL_HELP + "; unset: the bundled default"})
     json: bool = field(default=False, metadata={
         "help": "print one JSON object per file: audio, text, tokens, token timestamps, words"})
     batch_size: int = field(default=16, metadata={"help": "files decoded together"})
+    pred_manifest: str | None = field(default=None, metadata={
+        "help": "with manifest inputs: also write their lines as one NeMo manifest with each transcript under "
+                "pred_text"})
 
 
 @dataclass
@@ -95,19 +100,50 @@ def _options(opts: DecodingFlags, timestamps: bool) -> TranscribeOptions:
                              vad_pad_s=opts.vad_pad_s)
 
 
+MANIFEST_SUFFIXES = (".json", ".jsonl")
+
+
 def transcribe_command(opts: TranscribeCommand) -> TranscribeOutput:
-    """Transcribe files with a model; every file is checked to exist before the model is loaded."""
+    """Transcribe files, or the lines of NeMo manifests, with a model; outputs keep the inputs' order.
+
+    Every input is checked to exist (and ``--pred-manifest`` to have manifest inputs) before the model is loaded.
+    """
     from pathlib import Path
 
+    from speechkit.data.manifests import read_manifest
+    from speechkit.inference.evaluate import transcribe_entries, write_predictions
     from speechkit.inference.offline import load_model
 
     # Fail on a typo before spending seconds loading the model.
     for f in opts.files:
         if not Path(f).is_file():
-            raise FileNotFoundError(f"audio file not found: {f}")
+            raise FileNotFoundError(f"{'manifest' if f.endswith(MANIFEST_SUFFIXES) else 'audio file'} not found: {f}")
+    manifests = [f for f in opts.files if f.endswith(MANIFEST_SUFFIXES)]
+    if opts.pred_manifest is not None:
+        audio = [f for f in opts.files if not f.endswith(MANIFEST_SUFFIXES)]
+        if audio:
+            raise ValueError(f"--pred-manifest writes manifest lines: give only manifests, not audio files ({audio[0]})")
+        if any(Path(f).resolve() == Path(opts.pred_manifest).resolve() for f in manifests):
+            raise ValueError(f"--pred-manifest {opts.pred_manifest} is one of the input manifests: choose another file")
+    # Read (and so validate) every manifest before loading the model, too.
+    entries = {f: list(read_manifest(f, require_text=False)) for f in manifests}
     options = _options(opts, timestamps=opts.json)
     model = load_model(opts.model, device=opts.device)
-    return TranscribeOutput(model.transcribe(opts.files, batch_size=opts.batch_size, options=options), opts.json)
+    transcripts: list[Transcript] = []
+    files: list[str] = []  # a run of audio files between manifests, decoded in one call
+    for f in [*opts.files, None]:
+        if f is not None and not f.endswith(MANIFEST_SUFFIXES):
+            files.append(f)
+            continue
+        if files:
+            transcripts += model.transcribe(files, batch_size=opts.batch_size, options=options)
+            files = []
+        if f is not None:
+            transcripts += transcribe_entries(model, entries[f], batch_size=opts.batch_size, options=options).transcripts
+    if opts.pred_manifest is not None:
+        lines = [e for f in manifests for e in entries[f]]
+        write_predictions(lines, [t.text for t in transcripts], opts.pred_manifest)
+    return TranscribeOutput(transcripts, opts.json)
 
 
 @dataclass

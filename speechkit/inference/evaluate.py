@@ -20,8 +20,8 @@ batch's one-time costs are included.
 field on its own (``lang`` or any extra key: ``speaker``, ``engine``, ``voice_group`` ...), corpus-level within the
 group, so one run shows where the errors come from. Every scored line must have the field.
 
-**Predictions.** ``predictions_out`` (``speechkit eval-asr --pred-manifest``) writes the scored lines back as a NeMo
-manifest with each hypothesis under ``pred_text``, the field NeMo's ``transcribe_speech.py`` writes, so the
+**Predictions.** ``predictions_out`` (``speechkit eval-asr --pred-manifest``; ``speechkit transcribe MANIFEST
+--pred-manifest`` does the same for lines without a transcript) writes the scored lines back as a NeMo manifest with each hypothesis under ``pred_text``, the field NeMo's ``transcribe_speech.py`` writes, so the
 predictions of one run can be diffed against another's or scored by other tools. Every key of the input line is kept;
 audio paths are rewritten to resolve from the new file's folder (:func:`speechkit.data.manifests.write_manifest`).
 
@@ -39,12 +39,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from speechkit.inference.offline import ASRModel, TranscribeOptions
+from speechkit.inference.offline import ASRModel, TranscribeOptions, Transcript
 from speechkit.metrics.wer import ErrorRate, char_error_rate, edit_counts
 
-__all__ = ["ASREvalReport", "GroupScore", "UtteranceResult", "evaluate_manifest", "write_report_json"]
+if TYPE_CHECKING:  # pragma: no cover
+    from speechkit.data.manifests import ManifestEntry
+
+__all__ = ["ASREvalReport", "DecodedEntries", "GroupScore", "UtteranceResult", "evaluate_manifest",
+           "transcribe_entries", "write_predictions", "write_report_json"]
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,6 @@ def evaluate_manifest(
         AudioError: a missing or unreadable audio file (the message names it).
         ValueError: ``batch_size`` < 1 or ``limit`` < 1.
     """
-    from speechkit.audio.io import load_audio
     from speechkit.data.manifests import ManifestError, read_manifest
 
     if batch_size < 1:
@@ -240,29 +243,14 @@ def evaluate_manifest(
         entries.append(entry)
         if limit is not None and len(entries) >= limit:
             break
-    # Longest first across the whole manifest, as transcribe() does within a call: batches of similar lengths.
-    order = sorted(range(len(entries)), key=lambda i: -entries[i].duration)
-    hyps: list[str] = [""] * len(entries)
-    seconds: list[float] = [0.0] * len(entries)
-    load_seconds = compute_seconds = 0.0
-    rate = model.sample_rate
     if predictions_out is not None and Path(predictions_out).resolve() == Path(manifest).resolve():
         raise ValueError(f"predictions_out is the manifest being evaluated ({manifest}): choose another file")
-    for start in range(0, len(order), batch_size):
-        idx = order[start: start + batch_size]
-        t0 = time.perf_counter()
-        waves = [load_audio(entries[i].audio_path(), sample_rate=rate, offset=entries[i].offset,
-                            duration=entries[i].duration) for i in idx]
-        t1 = time.perf_counter()
-        out = model.transcribe(waves, sample_rate=rate, batch_size=len(waves), options=options)
-        t2 = time.perf_counter()
-        load_seconds += t1 - t0
-        compute_seconds += t2 - t1
-        for i, w, t in zip(idx, waves, out, strict=True):
-            hyps[i] = t.text
-            seconds[i] = w.shape[0] / rate
+    decoded = transcribe_entries(model, entries, batch_size=batch_size, options=options)
+    hyps = [t.text for t in decoded.transcripts]
+    seconds = [t.audio_seconds for t in decoded.transcripts]
+    load_seconds, compute_seconds = decoded.load_seconds, decoded.compute_seconds
     if predictions_out is not None:
-        predictions_out = str(_write_predictions(entries, hyps, predictions_out))
+        predictions_out = str(write_predictions(entries, hyps, predictions_out))
     normalize = model.tokenizer.normalize
     refs = [normalize(e.text or "") for e in entries]
     hyps = [normalize(h) for h in hyps]
@@ -286,16 +274,76 @@ def evaluate_manifest(
     )
 
 
-def _write_predictions(entries: list[Any], hyps: list[str], path: str | Path) -> Path:
-    """The scored manifest lines plus ``pred_text`` (the decoded text, before scoring's normalisation)."""
+@dataclass
+class DecodedEntries:
+    """What :func:`transcribe_entries` returns.
+
+    Attributes:
+        transcripts: one per entry, in the entries' order; ``source`` is the line's ``audio_filepath`` as written,
+            with ``@offset`` when the line has an offset.
+        load_seconds: time spent reading, decoding and resampling the audio.
+        compute_seconds: time from in-memory samples to text.
+    """
+
+    transcripts: list[Transcript]
+    load_seconds: float
+    compute_seconds: float
+
+
+def transcribe_entries(model: ASRModel, entries: list[ManifestEntry], batch_size: int = 16,
+                       options: TranscribeOptions | None = None) -> DecodedEntries:
+    """Transcribe manifest lines (each its ``offset`` / ``duration`` span of its audio file), longest first.
+
+    Args:
+        model: the model.
+        entries: lines of :func:`speechkit.data.manifests.read_manifest` (relative paths resolve against their
+            manifest's folder).
+        batch_size: utterances decoded together.
+        options: decoding options.
+
+    Returns:
+        A :class:`DecodedEntries`.
+
+    Raises:
+        AudioError: a missing or unreadable audio file (the message names it).
+    """
+    from speechkit.audio.io import load_audio
+
+    # Longest first across all the lines, as transcribe() does within a call: batches of similar lengths.
+    order = sorted(range(len(entries)), key=lambda i: -entries[i].duration)
+    out: list[Transcript | None] = [None] * len(entries)
+    load_seconds = compute_seconds = 0.0
+    rate = model.sample_rate
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        t0 = time.perf_counter()
+        waves = [load_audio(entries[i].audio_path(), sample_rate=rate, offset=entries[i].offset,
+                            duration=entries[i].duration) for i in idx]
+        t1 = time.perf_counter()
+        batch = model.transcribe(waves, sample_rate=rate, batch_size=len(waves), options=options)
+        t2 = time.perf_counter()
+        load_seconds += t1 - t0
+        compute_seconds += t2 - t1
+        for i, t in zip(idx, batch, strict=True):
+            e = entries[i]
+            out[i] = dataclasses.replace(t, source=e.audio_filepath + (f"@{e.offset:g}" if e.offset else ""))
+    return DecodedEntries([t for t in out if t is not None], load_seconds, compute_seconds)
+
+
+def write_predictions(entries: list[ManifestEntry], texts: list[str], path: str | Path) -> Path:
+    """Write manifest lines plus ``pred_text`` (NeMo's field for a model's transcript) as a NeMo manifest.
+
+    Every key of each line is kept (an input ``pred_text`` is replaced); audio paths are rewritten to resolve from
+    the new file's folder.
+    """
     from speechkit.data.manifests import write_manifest
 
     lines = []
-    for entry, hyp in zip(entries, hyps, strict=True):
+    for entry, text in zip(entries, texts, strict=True):
         line = entry.to_json()
         # Absolute, so that write_manifest can make it relative to the new file's folder.
         line["audio_filepath"] = str(entry.audio_path())
-        line["pred_text"] = hyp
+        line["pred_text"] = text
         lines.append(line)
     write_manifest(path, lines)
     return Path(path)

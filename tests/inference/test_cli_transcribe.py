@@ -274,3 +274,50 @@ def test_eval_asr_pred_manifest(tiny_model, model, tmp_path, capsys):
     # writing over the manifest being scored is refused, naming it
     assert cli.main(["eval-asr", "--model", str(tiny_model.path), str(out), "--pred-manifest", str(out)]) == 2
     assert str(out) in capsys.readouterr().err
+
+
+def test_transcribe_manifest_inputs(tiny_model, tiny_audio, model, tmp_path, capsys):
+    """Manifests among the inputs: each line is transcribed (its offset/duration span), outputs keep the inputs'
+    order, and --pred-manifest writes the lines back with pred_text."""
+    source = TINY / "test.json"
+    lines = [json.loads(line) for line in source.read_text().splitlines()]
+    # a second manifest, elsewhere, with an offset line: the second half of the first file's audio
+    first = (source.parent / lines[0]["audio_filepath"]).resolve()
+    half = sf.info(str(first)).duration / 2
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"audio_filepath": str(first), "offset": half, "duration": half}) + "\n")
+    args = ["transcribe", "--model", str(tiny_model.path), "--batch-size", "3"]
+    assert cli.main([*args, str(tiny_audio[1]), str(source), str(other), str(tiny_audio[0])]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    import numpy as np
+
+    wave, rate = sf.read(str(first), dtype="float32")
+    start = round(half * rate)
+    span = np.ascontiguousarray(wave[start: start + round(half * rate)])
+    audio = [(source.parent / line["audio_filepath"]).resolve() for line in lines]
+    expected = ([f"{tiny_audio[1]}\t{model.transcribe([str(tiny_audio[1])])[0].text}"]
+                + [f"{line['audio_filepath']}\t{t.text}"
+                   for line, t in zip(lines, model.transcribe([str(a) for a in audio]), strict=True)]
+                + [f"{first}@{half:g}\t{model.transcribe([span], sample_rate=rate)[0].text}"]
+                + [f"{tiny_audio[0]}\t{model.transcribe([str(tiny_audio[0])])[0].text}"])
+    assert printed == expected
+    # --json: the same texts, with token timestamps inside each line's span
+    assert cli.main([*args, "--json", str(other)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["audio"] == f"{first}@{half:g}" and record["text"] == expected[-2].split("\t")[1]
+    assert len(record["timestamps"]) == len(record["tokens"])
+    assert all(0 <= s["start"] <= half + 1e-6 for s in record["timestamps"])
+    out = tmp_path / "preds" / "pred.json"
+    assert cli.main([*args, str(source), str(other), "--pred-manifest", str(out)]) == 0
+    capsys.readouterr()
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["pred_text"] for w in written] == [e.split("\t")[1] for e in expected[1:-1]]
+    assert [(out.parent / w["audio_filepath"]).resolve() for w in written] == [*audio, first]
+    assert written[-1]["offset"] == half and written[0]["text"] == lines[0]["text"]
+    # errors, before the model loads: audio inputs with --pred-manifest, writing over an input, a missing manifest
+    assert cli.main([*args, str(source), str(tiny_audio[0]), "--pred-manifest", str(out)]) == 2
+    assert str(tiny_audio[0]) in capsys.readouterr().err
+    assert cli.main([*args, str(other), "--pred-manifest", str(other)]) == 2
+    assert "is one of the input manifests" in capsys.readouterr().err
+    assert cli.main([*args, str(tmp_path / "nope.json")]) == 2
+    assert "manifest not found" in capsys.readouterr().err
