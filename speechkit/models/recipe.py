@@ -12,6 +12,8 @@ rest from here, so that the three recipes resume, checkpoint and log alike:
   (``best-{step}-{<metric>:.4f}.ckpt``) and CSV logs under ``exp_dir/logs/version_<n>/``.
 - :func:`resolve_checkpoint` / :func:`load_checkpoint`: ``resume`` (a path, or ``"last"``) -> the checkpoint file,
   and its weights for ``mode=export``.
+- :func:`load_averaged_checkpoint`: the mean weights of the last N checkpoints up to ``resume`` (icefall's
+  ``--avg``, NeMo's checkpoint averaging); ``trainer.keep_checkpoints`` keeps them as ``step=<N>.ckpt``.
 
 Lightning checkpoints are only for resuming training; the model a recipe exports is one plain file that loads
 without Lightning.
@@ -45,10 +47,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from speechkit.config import ConfigError, load_config
+from speechkit.models.callbacks import KEPT_NAME, KeepCheckpoints
 
-__all__ = ["MODES", "Checkpoint", "RecipeConfig", "TrainerConfig", "build_trainer",
-           "load_checkpoint", "load_recipe_script", "parse_recipe_args", "prepare_run", "resolve_checkpoint",
-           "resolve_export_path"]
+__all__ = ["MODES", "Checkpoint", "RecipeConfig", "TrainerConfig", "average_checkpoints", "build_trainer",
+           "kept_checkpoints", "load_averaged_checkpoint", "load_checkpoint", "load_recipe_script", "parse_recipe_args",
+           "prepare_run", "resolve_checkpoint", "resolve_export_path"]
 
 MODES = ("train", "export", "evaluate")
 """What a recipe's ``mode`` key may say: train (then export and evaluate), export a checkpoint, evaluate a model file."""
@@ -90,6 +93,8 @@ class TrainerConfig:
         max_steps: optimizer steps to train (training is step-based; epochs run on as needed).
         val_check_interval: training batches between validations, counted across epochs.
         checkpoint_every_n_steps: how often ``checkpoints/last.ckpt`` (what ``resume=last`` reads) is rewritten.
+        keep_checkpoints: also keep the newest this many of those checkpoints as ``checkpoints/step=<N>.ckpt``, for
+            exporting their mean weights (:func:`load_averaged_checkpoint`); 0 keeps none.
         devices: devices (processes with DDP) to train on.
         accelerator: Lightning accelerator: ``"auto"``, ``"cpu"``, ``"gpu"`` ...
         precision: Lightning precision: ``"32-true"``; ``"bf16-mixed"`` on GPUs that have it.
@@ -101,6 +106,7 @@ class TrainerConfig:
     max_steps: int = 3000
     val_check_interval: int = 500
     checkpoint_every_n_steps: int = 250
+    keep_checkpoints: int = 0
     devices: int = 1
     accelerator: str = "auto"
     precision: str = "32-true"
@@ -213,12 +219,73 @@ def load_checkpoint(exp_dir: str | Path, resume: str) -> Checkpoint:
     return Checkpoint(path, torch.load(path, map_location="cpu", weights_only=False))
 
 
+def kept_checkpoints(exp_dir: str | Path) -> dict[int, Path]:
+    """The ``exp_dir/checkpoints/step=<N>.ckpt`` files, by step (ascending)."""
+    folder = Path(exp_dir) / "checkpoints"
+    found = {int(m.group(1)): p for p in folder.glob("step=*.ckpt") if (m := KEPT_NAME.match(p.name))}
+    return dict(sorted(found.items()))
+
+
+def average_checkpoints(paths: Sequence[str | Path]) -> Checkpoint:
+    """The mean of several checkpoints' weights, as one :class:`Checkpoint` that :meth:`Checkpoint.restore` loads.
+
+    Floating-point tensors are averaged (accumulated in float64, then cast back); integer tensors (counters such as
+    BatchNorm's ``num_batches_tracked``) and everything outside ``state_dict`` come from the last path given.
+
+    Args:
+        paths: the checkpoints, the newest last.
+
+    Raises:
+        ValueError: no paths, or checkpoints whose tensors differ in names or shapes (the message names the files).
+    """
+    if not paths:
+        raise ValueError("average_checkpoints: no checkpoints given")
+    paths = [Path(p) for p in paths]
+    last = torch.load(paths[-1], map_location="cpu", weights_only=False)
+    reference: dict[str, torch.Tensor] = last["state_dict"]
+    sums = {k: v.to(torch.float64) for k, v in reference.items() if v.is_floating_point()}
+    for path in paths[:-1]:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        if state.keys() != reference.keys():
+            diff = sorted(set(state) ^ set(reference))
+            raise ValueError(f"{path} and {paths[-1]} hold different tensors ({', '.join(diff[:5])} ...)")
+        for k, total in sums.items():
+            if state[k].shape != total.shape:
+                raise ValueError(f"{path}: {k} has shape {tuple(state[k].shape)}, {paths[-1]} {tuple(total.shape)}")
+            total += state[k].to(torch.float64)
+    averaged = {k: (sums[k] / len(paths)).to(v.dtype) if k in sums else v for k, v in reference.items()}
+    return Checkpoint(paths[-1], {**last, "state_dict": averaged, "averaged_from": [str(p) for p in paths]})
+
+
+def load_averaged_checkpoint(exp_dir: str | Path, resume: str, n: int) -> Checkpoint:
+    """The mean weights of the ``n`` newest checkpoints up to the one ``resume`` names (empty: ``last.ckpt``).
+
+    The candidates are that checkpoint and the ``step=<N>.ckpt`` files ``trainer.keep_checkpoints`` kept at earlier
+    steps; ``n`` <= 1 reads the checkpoint alone (:func:`load_checkpoint`).
+
+    Raises:
+        FileNotFoundError: no such checkpoint, or fewer than ``n`` candidates (the message lists the steps found).
+    """
+    if n <= 1:
+        return load_checkpoint(exp_dir, resume)
+    end = load_checkpoint(exp_dir, resume)
+    candidates = {step: p for step, p in kept_checkpoints(exp_dir).items() if step < end.global_step}
+    steps = sorted(candidates)[-(n - 1):]
+    if len(steps) < n - 1:
+        raise FileNotFoundError(
+            f"averaging {n} checkpoints needs {n - 1} kept before step {end.global_step} ({end.path}), but "
+            f"{Path(exp_dir) / 'checkpoints'} holds step=<N>.ckpt files for steps {sorted(candidates) or 'none'}: "
+            f"train with trainer.keep_checkpoints >= {n}")
+    return average_checkpoints([*(candidates[s] for s in steps), end.path])
+
+
 def build_trainer(cfg: TrainerConfig, exp_dir: str | Path, monitor: str, mode: str,
                   callbacks: Sequence[pl.Callback] = (), **trainer_kwargs: Any) -> pl.Trainer:
     """The recipes' ``pl.Trainer``: step-based, with ``last.ckpt`` for resuming, the best checkpoint and CSV logs.
 
     Writes, under ``exp_dir``: ``checkpoints/last.ckpt`` every ``cfg.checkpoint_every_n_steps`` steps and at the
-    end, ``checkpoints/best-{step}-{<monitor>:.4f}.ckpt`` (the one best validation value so far) and
+    end, ``checkpoints/best-{step}-{<monitor>:.4f}.ckpt`` (the one best validation value so far), the newest
+    ``cfg.keep_checkpoints`` periodic checkpoints as ``checkpoints/step=<N>.ckpt``, and
     ``logs/version_<n>/metrics.csv`` (a new version each run, resumed or not).
 
     Args:
@@ -235,8 +302,10 @@ def build_trainer(cfg: TrainerConfig, exp_dir: str | Path, monitor: str, mode: s
         The trainer; ``trainer.global_rank`` and ``trainer.world_size`` are known before ``fit``.
 
     Raises:
-        ValueError: ``mode`` is neither ``"min"`` nor ``"max"``, or ``monitor`` is empty.
+        ValueError: ``mode`` is neither ``"min"`` nor ``"max"``, ``monitor`` is empty, or ``keep_checkpoints`` < 0.
     """
+    if cfg.keep_checkpoints < 0:
+        raise ValueError(f"trainer.keep_checkpoints={cfg.keep_checkpoints}: must be >= 0")
     if mode not in ("min", "max"):
         raise ValueError(f"mode={mode!r}: choose 'min' (lower {monitor} is better) or 'max'")
     if not monitor:
@@ -248,11 +317,14 @@ def build_trainer(cfg: TrainerConfig, exp_dir: str | Path, monitor: str, mode: s
         ModelCheckpoint(dirpath=exp / "checkpoints", filename=f"best-{{step}}-{{{monitor}:.4f}}", monitor=monitor,
                         mode=mode, save_top_k=1),
     ]
+    # After the recipe's callbacks, so that what they save (the sampler's position) is already up to date.
+    keep = [KeepCheckpoints(exp / "checkpoints", cfg.checkpoint_every_n_steps, cfg.keep_checkpoints)
+            ] if cfg.keep_checkpoints else []
     kwargs: dict[str, Any] = dict(
         max_steps=cfg.max_steps, val_check_interval=cfg.val_check_interval, check_val_every_n_epoch=None,
         devices=cfg.devices, accelerator=cfg.accelerator, precision=cfg.precision,
         gradient_clip_val=cfg.gradient_clip_val or None, log_every_n_steps=cfg.log_every_n_steps,
-        callbacks=[*checkpoints, *callbacks], logger=CSVLogger(exp, name="logs"), default_root_dir=exp,
+        callbacks=[*checkpoints, *callbacks, *keep], logger=CSVLogger(exp, name="logs"), default_root_dir=exp,
         # A progress bar only where someone watches; in logs it is thousands of carriage returns.
         enable_progress_bar=sys.stderr.isatty(), num_sanity_val_steps=0,
     )

@@ -14,9 +14,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from speechkit.config import ConfigError
-from speechkit.models.callbacks import SamplerResume
-from speechkit.models.recipe import (MODES, TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args,
-                                     prepare_run, resolve_checkpoint, resolve_export_path)
+from speechkit.models.callbacks import KeepCheckpoints, SamplerResume
+from speechkit.models.recipe import (MODES, TrainerConfig, average_checkpoints, build_trainer, kept_checkpoints,
+                                     load_averaged_checkpoint, load_checkpoint, parse_recipe_args, prepare_run,
+                                     resolve_checkpoint, resolve_export_path)
 
 
 @dataclass
@@ -163,6 +164,62 @@ def test_trainer_writes_last_best_and_logs_and_resumes(tmp_path: Path) -> None:
     assert again.global_step == 8
     with open(tmp_path / "logs" / "version_1" / "metrics.csv") as f:
         assert min(int(r["step"]) for r in csv.DictReader(f) if r.get("train_loss")) == 6
+
+
+# keep_checkpoints / checkpoint averaging
+
+
+def test_keep_checkpoints_keeps_the_newest_and_averaging_reads_them(tmp_path: Path) -> None:
+    cfg = TrainerConfig(max_steps=8, val_check_interval=4, checkpoint_every_n_steps=2, keep_checkpoints=3,
+                        accelerator="cpu", log_every_n_steps=1)
+    trainer = build_trainer(cfg, tmp_path, "val_err", "min", enable_model_summary=False)
+    kept = [c for c in trainer.callbacks if isinstance(c, KeepCheckpoints)]
+    assert len(kept) == 1 and kept[0].keep == 3 and kept[0].every_n_steps == 2
+    # 8 batches of 2 a loader epoch: 4 steps an epoch, so steps 4 and 8 end an epoch (Lightning's own monitored
+    # ModelCheckpoint loses saves there when validation is step-based)
+    trainer.fit(Toy(), loader(), loader())
+    steps = kept_checkpoints(tmp_path)
+    assert list(steps) == [4, 6, 8] and steps[8].name == "step=8.ckpt"  # step 2 was dropped, the newest 3 stay
+    weights = {s: torch.load(p, map_location="cpu", weights_only=False)["state_dict"]["w"] for s, p in steps.items()}
+    assert len({float(w) for w in weights.values()}) == 3  # the model moved between them
+
+    # last.ckpt (step 8) and the kept ones before it
+    two = load_averaged_checkpoint(tmp_path, "", 2)
+    assert two.global_step == 8
+    assert two.data["averaged_from"] == [str(steps[6]), str(tmp_path / "checkpoints" / "last.ckpt")]
+    assert torch.allclose(two.data["state_dict"]["w"], (weights[6] + weights[8]) / 2)
+    three = load_averaged_checkpoint(tmp_path, str(steps[8]), 3)
+    assert torch.allclose(three.restore(Toy()).w.detach(), (weights[4] + weights[6] + weights[8]) / 3)
+    # ending at an earlier checkpoint
+    assert load_averaged_checkpoint(tmp_path, str(steps[6]), 2).data["averaged_from"] == [str(steps[4]),
+                                                                                          str(steps[6])]
+    single = load_averaged_checkpoint(tmp_path, "last", 1)
+    assert "averaged_from" not in single.data and torch.equal(single.data["state_dict"]["w"], weights[8])
+    with pytest.raises(FileNotFoundError, match=r"steps \[4, 6\].*keep_checkpoints >= 4"):
+        load_averaged_checkpoint(tmp_path, "last", 4)
+    with pytest.raises(ValueError, match="keep_checkpoints=-1"):
+        build_trainer(TrainerConfig(keep_checkpoints=-1, accelerator="cpu"), tmp_path, "val_err", "min")
+
+
+def test_average_checkpoints_means_floats_keeps_the_newest_integers(tmp_path: Path) -> None:
+    paths = []
+    for i, (w, n) in enumerate([(1.0, 3), (2.0, 5), (6.0, 9)]):
+        paths.append(tmp_path / f"{i}.ckpt")
+        torch.save({"global_step": 10 * i, "state_dict": {"w": torch.full((2,), w, dtype=torch.float16),
+                                                          "count": torch.tensor(n)}}, paths[-1])
+    avg = average_checkpoints(paths)
+    assert avg.global_step == 20 and avg.path == paths[-1]
+    assert avg.data["state_dict"]["w"].dtype == torch.float16
+    assert torch.equal(avg.data["state_dict"]["w"], torch.full((2,), 3.0, dtype=torch.float16))
+    assert int(avg.data["state_dict"]["count"]) == 9
+    torch.save({"state_dict": {"w": torch.zeros(3), "count": torch.tensor(1)}}, tmp_path / "shape.ckpt")
+    with pytest.raises(ValueError, match=r"shape.ckpt: w has shape \(3,\)"):
+        average_checkpoints([tmp_path / "shape.ckpt", paths[0]])
+    torch.save({"state_dict": {"v": torch.zeros(2), "count": torch.tensor(1)}}, tmp_path / "names.ckpt")
+    with pytest.raises(ValueError, match="names.ckpt and .*hold different tensors"):
+        average_checkpoints([tmp_path / "names.ckpt", paths[0]])
+    with pytest.raises(ValueError, match="no checkpoints"):
+        average_checkpoints([])
 
 
 # parse_recipe_args / prepare_run

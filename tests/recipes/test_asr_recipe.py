@@ -41,7 +41,8 @@ def run(recipe: ModuleType, exp_dir: Path, *overrides: str):
 def test_smoke_train_resume_export(tmp_path: Path) -> None:
     recipe = load_recipe()
     exp = tmp_path / "exp"
-    result = run(recipe, exp)
+    # average=2: the exported file holds the mean weights of steps 30 and 40 (trainer.keep_checkpoints keeps them)
+    result = run(recipe, exp, "trainer.keep_checkpoints=2", "average=2")
     assert result.global_step == 40
 
     losses = train_losses(exp, 0)
@@ -63,6 +64,16 @@ def test_smoke_train_resume_export(tmp_path: Path) -> None:
 
     model, tokenizer, cfg = TransducerASR.from_model_file(result.model_path)
     assert cfg.model_type == "tdt" and cfg.vocab_size == tokenizer.vocab_size
+    states = [torch.load(exp / "checkpoints" / f"step={s}.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+              for s in (30, 40)]
+    exported = model.state_dict()
+    moved = 0
+    for name, tensor in exported.items():
+        a, b = states[0]["model." + name], states[1]["model." + name]
+        if tensor.is_floating_point():
+            assert torch.allclose(tensor.float(), (a.float() + b.float()) / 2, rtol=2e-3, atol=1e-4), name
+            moved += int(not torch.equal(a, b))
+    assert moved > 10  # the two checkpoints differ, so the mean is neither of them
     hyps = model.decode(torch.zeros(1, 16000), torch.tensor([16000]))
     assert isinstance(tokenizer.decode(hyps[0].tokens), str)
     assert "dev" in result.wer and result.wer["dev"].utterances == 4
@@ -76,6 +87,11 @@ def test_smoke_train_resume_export(tmp_path: Path) -> None:
     # mode=export rebuilds the model file from last.ckpt; mode=evaluate only decodes.
     again = run(recipe, exp, "mode=export", f"export_path={tmp_path / 'again.safetensors'}")
     assert again.global_step == 50 and again.model_path.is_file()
+    # average=3 at export: last.ckpt (step 50) and the kept steps 30 and 40
+    averaged = run(recipe, exp, "mode=export", "average=3", f"export_path={tmp_path / 'avg.safetensors'}")
+    assert averaged.global_step == 50
+    with pytest.raises(FileNotFoundError, match="keep_checkpoints >= 4"):
+        run(recipe, exp, "mode=export", "average=4", f"export_path={tmp_path / 'avg4.safetensors'}")
     evaluated = run(recipe, exp, "mode=evaluate", f"data.test=[{TINY / 'test.json'}]")
     assert set(evaluated.wer) == {"dev", "test"}
 
@@ -85,6 +101,8 @@ def test_unknown_key_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown key 'trainer.max_stepz'"):
         run(load_recipe(), tmp_path, "trainer.max_stepz=3")
+    with pytest.raises(ConfigError, match=r"average=3 needs trainer.keep_checkpoints >= 3 \(it is 2\)"):
+        run(load_recipe(), tmp_path, "average=3", "trainer.keep_checkpoints=2")
 
 
 @pytest.mark.slow

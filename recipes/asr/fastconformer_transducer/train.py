@@ -7,6 +7,7 @@ Usage (from the repository root; see README.md for the whole pipeline)::
     ... exp_dir=exp/tdt resume=last                    # continue from exp/tdt/checkpoints/last.ckpt
     ... exp_dir=exp/tdt_ft init_from=en-tdt-synth      # start from a model file's (or bundled model's) weights
     ... exp_dir=exp/tdt mode=export                    # checkpoint (resume=..., default last) -> model file
+    ... exp_dir=exp/tdt mode=export average=5          # the mean weights of it and the 4 kept before it
     ... exp_dir=exp/tdt mode=evaluate data.test=[...]  # WER of the exported model file on dev and test
 
 ``mode=train`` trains (Lightning: ``last.ckpt`` every ``trainer.checkpoint_every_n_steps`` steps for resuming, the
@@ -32,8 +33,8 @@ from speechkit.data.shar import make_shar_dataloader
 from speechkit.metrics.wer import ErrorRate, word_error_rate
 from speechkit.models.asr import ASRLightningModule, OptimConfig, transcribe_batch
 from speechkit.models.callbacks import SamplerResume
-from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
-                                     resolve_checkpoint)
+from speechkit.models.recipe import (TrainerConfig, build_trainer, load_averaged_checkpoint, parse_recipe_args,
+                                     prepare_run, resolve_checkpoint)
 from speechkit.modules.asr import ASRModelConfig, TransducerASR
 from speechkit.modules.export import ModelFile, read_model_file, transfer_weights
 from speechkit.text.tokenizer import Tokenizer, TokenizerTrainConfig, train_tokenizer_from_manifests
@@ -84,6 +85,9 @@ class TrainConfig:
     init_from: str = ""
     init_exclude: list[str] = field(default_factory=list)  # fnmatch patterns of names not to copy ("joint.*")
     export_path: str = ""  # default exp_dir/model.safetensors
+    # Export the mean weights of this many newest checkpoints (the last and trainer.keep_checkpoints - 1 before it;
+    # icefall's --avg); 0 or 1: the last checkpoint's own weights.
+    average: int = 0
     mode: str = "train"  # train | export | evaluate
 
 
@@ -216,15 +220,27 @@ def train(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path, init: Model
         print(f"data: skipped {module.skipped_audio} cuts with unreadable audio and {module.skipped_text} with "
               "unencodable transcripts (rank 0; see the warnings above for the cut ids)")
     if trainer.is_global_zero:
+        if cfg.average > 1:
+            _restore_average(module, cfg, "last")
         module.export(export_path)
     return trainer.global_step
 
 
-def export_checkpoint(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
-    """mode=export: a Lightning checkpoint (resume=..., default last) -> the model file."""
-    ckpt = load_checkpoint(cfg.exp_dir, cfg.resume)
-    ckpt.restore(build_model(cfg, tokenizer)).export(export_path)
+def _restore_average(module: ASRLightningModule, cfg: TrainConfig, resume: str) -> int:
+    ckpt = load_averaged_checkpoint(cfg.exp_dir, resume, cfg.average)
+    ckpt.restore(module)
+    if "averaged_from" in ckpt.data:
+        print(f"average={cfg.average}: the mean weights of {', '.join(ckpt.data['averaged_from'])}")
     return ckpt.global_step
+
+
+def export_checkpoint(cfg: TrainConfig, tokenizer: Tokenizer, export_path: Path) -> int:
+    """mode=export: a Lightning checkpoint (resume=..., default last), or the mean of ``average`` of them, -> the
+    model file."""
+    module = build_model(cfg, tokenizer)
+    step = _restore_average(module, cfg, cfg.resume)
+    module.export(export_path)
+    return step
 
 
 def main(argv: Sequence[str] | None = None) -> RunResult:
@@ -237,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> RunResult:
         if cfg.mode == "train":
             if not (cfg.data.train or cfg.data.shar_dir) or not cfg.data.dev:
                 raise ConfigError("data.train (or data.shar_dir) and data.dev need at least one manifest each")
+            if cfg.average > 1 and cfg.trainer.keep_checkpoints < cfg.average:
+                raise ConfigError(f"average={cfg.average} needs trainer.keep_checkpoints >= {cfg.average} "
+                                  f"(it is {cfg.trainer.keep_checkpoints}): the checkpoints to average are kept ones")
             step = train(cfg, tokenizer, export_path, init)
         else:
             step = export_checkpoint(cfg, tokenizer, export_path)
