@@ -46,3 +46,26 @@ def nothing_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
     import speechkit.assets as assets
 
     monkeypatch.setattr(assets, "_registry", lambda: ())
+
+
+def _mean_of(model_path: Path, checkpoints: list[Path]) -> None:
+    """The model file's float tensors are the mean of the checkpoints' (stored in fp16), which differ."""
+    import torch
+
+    from speechkit.modules.export import read_model_file
+
+    states = [torch.load(c, map_location="cpu", weights_only=False)["state_dict"] for c in checkpoints]
+    exported = read_model_file(model_path).state_dict
+    moved = 0
+    for name, tensor in exported.items():
+        if tensor.is_floating_point() and "running_" not in name:
+            parts = [st["model." + name].float() for st in states]
+            assert torch.allclose(tensor.float(), sum(parts) / len(parts), rtol=2e-3, atol=1e-4), name
+            moved += int(not torch.equal(parts[0], parts[-1]))
+    assert moved > 5
+
+
+@pytest.fixture
+def assert_mean_of():
+    """Checks that a recipe's exported model file holds the mean weights of the given Lightning checkpoints."""
+    return _mean_of

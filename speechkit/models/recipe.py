@@ -151,7 +151,17 @@ def resolve_export_path(cfg: RecipeConfig) -> Path:
 
 
 def prepare_run(cfg: RecipeConfig) -> Path:
-    """Seed Python, NumPy, torch and the DataLoader workers with ``cfg.seed``; returns :func:`resolve_export_path`."""
+    """Seed Python, NumPy, torch and the DataLoader workers with ``cfg.seed``; returns :func:`resolve_export_path`.
+
+    Raises:
+        ConfigError: a training run whose ``average`` (the recipes' checkpoint averaging at export) asks for more
+            checkpoints than ``trainer.keep_checkpoints`` keeps; caught here, before hours of training.
+    """
+    average = getattr(cfg, "average", 0)
+    keep = getattr(getattr(cfg, "trainer", None), "keep_checkpoints", 0)
+    if cfg.mode == "train" and average > 1 and keep < average:
+        raise ConfigError(f"average={average} needs trainer.keep_checkpoints >= {average} (it is {keep}): the "
+                          "checkpoints to average are kept ones")
     pl.seed_everything(cfg.seed, workers=True)
     return resolve_export_path(cfg)
 

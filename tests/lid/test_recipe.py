@@ -28,14 +28,16 @@ def train_log(exp_dir: Path, version: int) -> dict[int, tuple[float, float]]:
                 if r.get("train_loss")}
 
 
-def test_smoke_train_resume_export(lid_corpus: Path, tmp_path: Path) -> None:
+def test_smoke_train_resume_export(lid_corpus: Path, tmp_path: Path, assert_mean_of) -> None:
     recipe = load_recipe()
     exp = tmp_path / "exp"
     train = lid_corpus / "train.json"
     args = ["--config", str(RECIPE / "conf" / "tiny.yaml"), f"exp_dir={exp}", f"data.train=[{train}]",
             f"data.dev=[{train}]", f"data.test=[{lid_corpus / 'test.json'}]"]
-    result = recipe.main(args)
+    # average=2: the exported weights are the mean of the kept steps 30 and 60 (BatchNorm statistics recomputed)
+    result = recipe.main([*args, "trainer.keep_checkpoints=2", "average=2"])
     assert result.global_step == 60 and result.labels == ["de", "en", "es"]
+    assert_mean_of(result.model_path, [exp / "checkpoints" / f"step={s}.ckpt" for s in (30, 60)])
     log = train_log(exp, 0)
     steps = sorted(log)
     first_loss = sum(log[s][0] for s in steps[:10]) / 10
@@ -62,5 +64,8 @@ def test_smoke_train_resume_export(lid_corpus: Path, tmp_path: Path) -> None:
     assert resumed.global_step == 64
     exported = recipe.main([*args, "mode=export", "resume=last", f"export_path={tmp_path / 'again.safetensors'}"])
     assert exported.global_step == 64 and load_model(exported.model_path).labels == ["de", "en", "es"]
+    averaged = recipe.main([*args, "mode=export", "average=2", f"export_path={tmp_path / 'avg.safetensors'}"])
+    assert averaged.global_step == 64
+    assert_mean_of(averaged.model_path, [exp / "checkpoints" / "step=60.ckpt", exp / "checkpoints" / "last.ckpt"])
     evaluated = recipe.main([*args, "mode=evaluate"])
     assert evaluated.metrics["dev"].utterances == 18

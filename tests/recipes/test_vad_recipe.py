@@ -39,13 +39,16 @@ def train_losses(exp_dir: Path, version: int) -> dict[int, float]:
         return {int(row["step"]): float(row["train_loss"]) for row in csv.DictReader(f) if row.get("train_loss")}
 
 
-def test_smoke_train_resume_export(mixtures: Path, tmp_path: Path) -> None:
+def test_smoke_train_resume_export(mixtures: Path, tmp_path: Path, assert_mean_of) -> None:
     recipe = load_recipe()
     exp = tmp_path / "exp"
     data = [f"data.train=[{mixtures / 'train.json'}]", f"data.dev=[{mixtures / 'dev.json'}]",
             f"data.test=[{mixtures / 'test.json'}]"]
-    result = recipe.main(["--config", str(RECIPE / "conf" / "tiny.yaml"), f"exp_dir={exp}", *data])
+    # average=2: the exported weights are the mean of the kept steps 20 and 40
+    result = recipe.main(["--config", str(RECIPE / "conf" / "tiny.yaml"), f"exp_dir={exp}", *data,
+                          "trainer.keep_checkpoints=2", "average=2"])
     assert result.global_step == 40
+    assert_mean_of(result.model_path, [exp / "checkpoints" / f"step={s}.ckpt" for s in (20, 40)])
     losses = train_losses(exp, 0)
     steps = sorted(losses)
     first = sum(losses[s] for s in steps[:8]) / 8

@@ -253,9 +253,6 @@ def main(argv: Sequence[str] | None = None) -> RunResult:
         if cfg.mode == "train":
             if not (cfg.data.train or cfg.data.shar_dir) or not cfg.data.dev:
                 raise ConfigError("data.train (or data.shar_dir) and data.dev need at least one manifest each")
-            if cfg.average > 1 and cfg.trainer.keep_checkpoints < cfg.average:
-                raise ConfigError(f"average={cfg.average} needs trainer.keep_checkpoints >= {cfg.average} "
-                                  f"(it is {cfg.trainer.keep_checkpoints}): the checkpoints to average are kept ones")
             step = train(cfg, tokenizer, export_path, init)
         else:
             step = export_checkpoint(cfg, tokenizer, export_path)

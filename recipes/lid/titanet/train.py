@@ -32,8 +32,8 @@ from speechkit.data.datasets import AugmentConfig
 from speechkit.data.lid import LIDCollator, LIDDataset
 from speechkit.lid import load_model
 from speechkit.models.lid import LIDLightningModule, LossConfig, OptimConfig, SpecAugmentConfig
-from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
-                                     resolve_checkpoint)
+from speechkit.models.recipe import (TrainerConfig, build_trainer, load_averaged_checkpoint, parse_recipe_args,
+                                     prepare_run, resolve_checkpoint)
 from speechkit.modules.titanet import TitaNetConfig
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     resume: str = ""  # a checkpoint path, or "last"
     export_path: str = ""  # default exp_dir/model.safetensors
+    average: int = 0  # export the mean weights of the last N checkpoints (trainer.keep_checkpoints >= N); 0/1: last
     export_dtype: str = "float16"
     mode: str = "train"  # train | export | evaluate
 
@@ -147,6 +148,8 @@ def train(cfg: TrainConfig, export_path: Path) -> tuple[int, list[str]]:
     dev_loader = build_loader(cfg, build_dataset(cfg, cfg.data.dev, labels), False)
     trainer.fit(module, build_loader(cfg, train_ds, True), dev_loader, ckpt_path=resolve_checkpoint(exp, cfg.resume))
     if trainer.is_global_zero:
+        if cfg.average > 1:
+            load_averaged_checkpoint(exp, "last", cfg.average).restore(module)
         recalibrate(cfg, module, train_ds)
         module.export(export_path, _DTYPES[cfg.export_dtype])
     return trainer.global_step, labels
@@ -161,7 +164,7 @@ def recalibrate(cfg: TrainConfig, module: LIDLightningModule, train_ds: LIDDatas
 
 
 def export_checkpoint(cfg: TrainConfig, export_path: Path) -> tuple[int, list[str]]:
-    ckpt = load_checkpoint(cfg.exp_dir, cfg.resume)
+    ckpt = load_averaged_checkpoint(cfg.exp_dir, cfg.resume, cfg.average)
     labels = ckpt.data.get("speechkit", {}).get("labels")
     if not labels:
         raise ValueError(f"{ckpt.path}: not a checkpoint of this recipe (no speechkit.labels)")

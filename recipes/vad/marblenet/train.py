@@ -30,8 +30,8 @@ import torch
 from speechkit.config import ConfigError, save_config
 from speechkit.data.vad_mixtures import FrameVADDataset, collate_frames
 from speechkit.metrics.detection import DetectionCounts, detection_counts, frame_auroc
-from speechkit.models.recipe import (TrainerConfig, build_trainer, load_checkpoint, parse_recipe_args, prepare_run,
-                                     resolve_checkpoint)
+from speechkit.models.recipe import (TrainerConfig, build_trainer, load_averaged_checkpoint, parse_recipe_args,
+                                     prepare_run, resolve_checkpoint)
 from speechkit.models.vad import OptimConfig, VADLightningModule
 from speechkit.modules.marblenet import MarbleNetConfig
 from speechkit.vad import load_model
@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     resume: str = ""  # a checkpoint path, or "last"
     export_path: str = ""  # default exp_dir/model.safetensors
+    average: int = 0  # export the mean weights of the last N checkpoints (trainer.keep_checkpoints >= N); 0/1: last
     mode: str = "train"  # train | export | evaluate
 
 
@@ -131,12 +132,14 @@ def train(cfg: TrainConfig, export_path: Path) -> int:
     trainer.fit(module, build_loader(cfg, cfg.data.train, True), build_loader(cfg, cfg.data.dev, False),
                 ckpt_path=resolve_checkpoint(exp, cfg.resume))
     if trainer.is_global_zero:
+        if cfg.average > 1:
+            load_averaged_checkpoint(exp, "last", cfg.average).restore(module)
         module.export(export_path)
     return trainer.global_step
 
 
 def export_checkpoint(cfg: TrainConfig, export_path: Path) -> int:
-    ckpt = load_checkpoint(cfg.exp_dir, cfg.resume)
+    ckpt = load_averaged_checkpoint(cfg.exp_dir, cfg.resume, cfg.average)
     ckpt.restore(build_model(cfg)).export(export_path)
     return ckpt.global_step
 
