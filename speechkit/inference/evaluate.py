@@ -21,8 +21,9 @@ field on its own (``lang`` or any extra key: ``speaker``, ``engine``, ``voice_gr
 group, so one run shows where the errors come from. Every scored line must have the field.
 
 **Predictions.** ``predictions_out`` (``speechkit eval-asr --pred-manifest``; ``speechkit transcribe MANIFEST
---pred-manifest`` does the same for lines without a transcript) writes the scored lines back as a NeMo manifest with each hypothesis under ``pred_text``, the field NeMo's ``transcribe_speech.py`` writes, so the
-predictions of one run can be diffed against another's or scored by other tools. Every key of the input line is kept;
+--pred-manifest`` does the same for lines without a transcript) writes the scored lines back as a NeMo manifest
+with each hypothesis under ``pred_text``, the field NeMo's ``transcribe_speech.py`` writes, so the predictions of
+one run can be diffed against another's or scored by other tools. Every key of the input line is kept;
 audio paths are rewritten to resolve from the new file's folder (:func:`speechkit.data.manifests.write_manifest`).
 
 Example:
@@ -254,9 +255,9 @@ def evaluate_manifest(
     normalize = model.tokenizer.normalize
     refs = [normalize(e.text or "") for e in entries]
     hyps = [normalize(h) for h in hyps]
-    results = [
-        UtteranceResult(e.audio_filepath + (f"@{e.offset:g}" if e.offset else ""), r, h, edit_counts(r.split(), h.split()))
-        for e, r, h in zip(entries, refs, hyps, strict=True)
+    results = [  # a transcript's source is its line's audio_filepath[@offset]
+        UtteranceResult(t.source or "", r, h, edit_counts(r.split(), h.split()))
+        for t, r, h in zip(decoded.transcripts, refs, hyps, strict=True)
     ]
     total = sum((u.words for u in results), ErrorRate())
     bad = sorted((u for u in results if u.words.errors), key=lambda u: (-u.words.errors, -u.words.rate))
