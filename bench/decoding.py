@@ -24,6 +24,8 @@ Each row also gives the work any greedy decoder must do on that audio, counted o
 ``decisions`` (joint evaluations: RNN-T takes one per frame plus one per label, TDT and multi-blank skip frames) and
 ``prediction_steps`` (one per label). Their ratio between two models bounds the speed-up a faster loop can reach.
 ``joint_us`` and ``prediction_step_us`` are the batch-1 costs of one joint evaluation and of one prediction step.
+TDT rows add ``mean_token_duration`` and ``mean_blank_jump`` (frames per blank decision): a TDT model only beats
+RNN-T when these are well above 1.
 
 **GPU**: ``--device cuda`` decodes there (the timings include the final copy of the results to the host);
 ``--cuda-graphs`` adds, for every model, a row decoded by
@@ -286,6 +288,10 @@ def main() -> None:
         if model.kind == "tdt":
             durations = [d for h in hyps for d in h.durations]
             row["mean_token_duration"] = sum(durations) / max(len(durations), 1)
+            # Blank decisions are the joint evaluations that emit no label; the frames the tokens do not cover are
+            # the blanks' (the last jump of an utterance may overshoot its end, so this is a close lower bound).
+            blanks = row["decisions"] - row["prediction_steps"]
+            row["mean_blank_jump"] = max(row["frames"] - sum(durations), 0) / max(blanks, 1)
         if model.blank_bias is not None:
             row["blank_bias"] = model.blank_bias
         rows.append(row)
@@ -297,7 +303,7 @@ def main() -> None:
         note = "synthetic weights" if r["synthetic_weights"] else "trained"
         note += f", {r['device']}" + (" + CUDA graphs" if r["cuda_graphs"] else "")
         if "mean_token_duration" in r:
-            note += f", mean duration {r['mean_token_duration']:.2f}"
+            note += f", mean duration {r['mean_token_duration']:.2f}, blank jump {r['mean_blank_jump']:.2f}"
         print(f"{r['model']:<{w}}{r['batch']:>6}{r['seconds']:>10.4f}{r['tokens']:>8}{r['frames']:>8}"
               f"{r['frames_per_token']:>8.2f}{r['decisions']:>8}{r['rtfx']:>9.0f}  {note}")
     result = {
